@@ -1,0 +1,67 @@
+# Two commands on a fresh machine:
+#   make book   set everything up and build the HTML book into _build/html
+#   make test   set everything up and run every test: pytest, nbval over every notebook, the book build
+# And for authors:
+#   make execute            re-run every notebook in place to refresh its stored outputs
+#   make execute NB=book/03_lstm.ipynb   re-run one notebook
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
+NB ?= $(NOTEBOOKS)
+# The venv's own kernel spec comes first, so notebooks never run in another Python by accident.
+export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
+# Hash randomisation off, so any set or dict order a notebook prints repeats.
+export PYTHONHASHSEED := 0
+
+.PHONY: help setup test test-unit test-notebooks book book-strict execute clean
+
+help:
+	@echo "make book     build the HTML book (sets up .venv first)"
+	@echo "make test     run pytest, nbval over every notebook and the strict book build"
+	@echo "make execute  re-run notebooks in place (NB=book/xx.ipynb for one)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade --quiet "pip>=23"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (book)" >/dev/null
+	$(BIN)/python -m pip check
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+test: test-unit test-notebooks book-strict
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/ -q
+
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=300 \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -q book/
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build --builder html .
+	@echo "The book is in _build/html/index.html"
+
+book-strict: $(STAMP)
+	$(BIN)/jupyter-book build --builder html --all --warningiserror --keep-going .
+
+execute: $(STAMP)
+	for nb in $(NB); do \
+		echo "executing $$nb"; \
+		start=$$(date +%s); \
+		$(BIN)/jupyter-execute --inplace --kernel_name=python3 --timeout=600 "$$nb"; \
+		echo "$$nb: $$(( $$(date +%s) - start )) s"; \
+	done
+
+clean:
+	rm -rf _build
