@@ -1,0 +1,451 @@
+"""The book's figures, with one colour per architecture throughout.
+
+Every function takes plain data (lists, NumPy arrays or tensors on any device), draws with
+matplotlib, labels its axes and returns the Axes it drew on (or a Figure when it makes several
+panels), so a notebook can restyle or save it. Functions that take ``ax=None`` create a new
+figure with ``plt.subplots`` when no Axes is given.
+
+The vanilla RNN is always red, the LSTM blue and the GRU green (:data:`COLORS`,
+:func:`color_for`), so a reader can compare figures across chapters at a glance.
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+__all__ = [
+    "COLORS",
+    "color_for",
+    "plot_history",
+    "plot_losses",
+    "plot_grad_norms",
+    "plot_gate_heatmap",
+    "plot_forecast",
+]
+
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
+
+#: One colour per architecture and role, shared by every figure of the book (tab10 shades).
+COLORS: dict[str, str] = {
+    "rnn": "#d62728",  # red
+    "lstm": "#1f77b4",  # blue
+    "gru": "#2ca02c",  # green
+    "truth": "#333333",  # near black: the data
+    "prediction": "#ff7f0e",  # orange: what a model says
+    "baseline": "#7f7f7f",  # grey: a reference level, e.g. predicting the mean
+}
+
+# Architectures are matched by substring in this order, so "GRU-RNN hybrid" is a GRU and
+# "bi-LSTM" an LSTM; "rnn" comes last because it is part of many names.
+_ARCHITECTURES = ("lstm", "gru", "rnn")
+
+# Sigmoid gates live in [0, 1]; tanh gates and h in [-1, 1]; c is unbounded.
+_SIGMOID_GATES = frozenset({"i", "f", "o", "r", "z"})
+_TANH_ENTRIES = frozenset({"g", "n", "h"})
+
+
+def color_for(name: str, fallback_index: int | None = None) -> str:
+    """The book's colour for a model or curve name.
+
+    ``"LSTM"``, ``"lstm-2"`` and ``"bi-LSTM"`` are all LSTM blue: names are matched
+    case-insensitively, first exactly against :data:`COLORS`, then by the architecture they
+    contain (lstm, then gru, then rnn).
+
+    Args:
+        name: a model or curve name.
+        fallback_index: for names that match nothing, the index into matplotlib's colour cycle
+            (colours already in :data:`COLORS` left out); ``None`` picks one from a stable hash of
+            the name, so the same name gets the same colour in every figure.
+
+    Returns:
+        A matplotlib colour string.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"color_for: expected a str name, got {type(name).__name__}")
+    key = name.strip().lower()
+    if key in COLORS:
+        return COLORS[key]
+    for arch in _ARCHITECTURES:
+        if arch in key:
+            return COLORS[arch]
+    # Cycle entries may be names, hex strings or RGB tuples: compare them as hex.
+    reserved = {to_hex(c) for c in COLORS.values()}
+    cycle = [to_hex(c) for c in plt.rcParams["axes.prop_cycle"].by_key().get("color", [])]
+    cycle = [c for c in cycle if c not in reserved]
+    if not cycle:
+        cycle = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+    index = zlib.crc32(key.encode()) if fallback_index is None else fallback_index
+    return cycle[index % len(cycle)]
+
+
+_LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _styles_for(names: Sequence[str] | Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(colour, line style) for the curves of one figure: the book's colour for known names and
+    distinct cycle colours (in order) for the others; curves sharing a colour, such as two RNNs
+    with different spectral radii, are told apart by their line style."""
+    styles, unknown, seen = [], 0, {}
+    for name in names:
+        key = name.strip().lower()
+        known = key in COLORS or any(arch in key for arch in _ARCHITECTURES)
+        color = color_for(name, None if known else unknown)
+        unknown += not known
+        repeat = seen.get(color, 0)
+        seen[color] = repeat + 1
+        styles.append((color, _LINESTYLES[repeat % len(_LINESTYLES)]))
+    return styles
+
+
+def _to_1d(values: Any, what: str) -> np.ndarray:
+    """A 1-D float array from a list, array or tensor (any device), or a clear error."""
+    if isinstance(values, torch.Tensor):
+        arr = values.detach().to("cpu", torch.float64).numpy()
+    else:
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{what}: expected a 1-D sequence of numbers, got {type(values).__name__}") from err
+    if arr.ndim != 1:
+        raise ValueError(f"{what}: expected a 1-D sequence (L,), got shape {arr.shape}")
+    return arr
+
+
+def _to_array(values: Any, what: str) -> np.ndarray:
+    """A float array of any rank from a list, array or tensor (any device)."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().to("cpu", torch.float64).numpy()
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what}: expected an array or tensor of numbers, got {type(values).__name__}") from err
+
+
+def _require_nonempty_dict(value: Any, who: str, what: str) -> None:
+    if not isinstance(value, Mapping) or len(value) == 0:
+        got = f"an empty {type(value).__name__}" if isinstance(value, Mapping) else type(value).__name__
+        raise ValueError(f"{who}: expected a non-empty dict of {what}, got {got}")
+
+
+def _new_axes(ax: Axes | None) -> Axes:
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.0))
+    elif not isinstance(ax, Axes):
+        raise TypeError(f"expected ax to be a matplotlib Axes or None, got {type(ax).__name__}")
+    return ax
+
+
+def _history_series(history: Any, key: str) -> list[float | None] | None:
+    """``history[key]`` as a list, or None when the history has no such entry."""
+    if isinstance(history, Sequence) and not isinstance(history, (str, bytes)):
+        # A list of per-epoch records, the layout History keeps internally.
+        if not all(isinstance(r, Mapping) for r in history):
+            raise TypeError("plot_history: expected a list of per-epoch dicts, got a list with other items")
+        if not any(key in r for r in history):
+            return None
+        return [r.get(key) for r in history]
+    try:
+        series = history[key]
+    except (KeyError, IndexError):
+        return None
+    except TypeError as err:
+        raise TypeError(
+            "plot_history: expected a History, a dict of lists or a list of per-epoch dicts, "
+            f"got {type(history).__name__}"
+        ) from err
+    return None if series is None else list(series)
+
+
+def plot_history(history: Any, ax: Axes | None = None, log: bool = False, label: str | None = None) -> Axes:
+    """Training and validation loss per epoch.
+
+    Args:
+        history: a :class:`companion.train.History`, a dict of lists with ``"train_loss"`` and
+            optionally ``"val_loss"`` and ``"epoch"``, or a list of per-epoch dicts with those keys.
+            Epochs default to 1, 2, ... when there is no ``"epoch"`` entry; missing validation
+            values (None or NaN) are left out.
+        ax: the Axes to draw on; a new figure when None.
+        log: a logarithmic loss axis.
+        label: a model name such as ``"LSTM"``: both curves take its colour (:func:`color_for`),
+            training solid and validation dashed, and the legend names the model, so several
+            histories can share one Axes. Without it, training is C0 and validation C1.
+
+    Returns:
+        The Axes.
+    """
+    train = _history_series(history, "train_loss")
+    if train is None or len(train) == 0:
+        raise ValueError("plot_history: expected a history with a non-empty 'train_loss', got none")
+    val = _history_series(history, "val_loss")
+    epochs = _history_series(history, "epoch")
+    if epochs is None or len(epochs) != len(train) or any(e is None for e in epochs):
+        epochs = list(range(1, len(train) + 1))
+
+    ax = _new_axes(ax)
+    x = np.asarray(epochs, dtype=np.float64)
+    y_train = np.array([np.nan if v is None else v for v in train], dtype=np.float64)
+    train_color = color_for(label) if label else "C0"
+    val_color = train_color if label else "C1"
+    prefix = f"{label} " if label else ""
+    ax.plot(x, y_train, color=train_color, marker="o" if len(train) <= 30 else None, ms=3,
+            label=f"{prefix}training")
+    if val is not None and len(val) == len(train):
+        y_val = np.array([np.nan if v is None else v for v in val], dtype=np.float64)
+        keep = np.isfinite(y_val)
+        if keep.any():
+            ax.plot(x[keep], y_val[keep], color=val_color, ls="--", marker="s" if len(train) <= 30 else None,
+                    ms=3, label=f"{prefix}validation")
+    if log:
+        ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (per example)")
+    ax.set_title(f"{label}: loss during training" if label else "Loss during training")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def plot_losses(
+    curves: Mapping[str, ArrayLike],
+    ax: Axes | None = None,
+    log: bool = False,
+    xlabel: str = "epoch",
+    ylabel: str = "loss",
+    title: str | None = None,
+    baseline: float | tuple[str, float] | None = None,
+) -> Axes:
+    """Several loss curves on one Axes, one per model, coloured by architecture.
+
+    Args:
+        curves: name -> values (L_k,), e.g. ``{"RNN": h1["val_loss"], "LSTM": h2["val_loss"]}``;
+            entry k is drawn at x = k + 1 (epochs or steps count from 1).
+        ax: the Axes to draw on; a new figure when None.
+        log: a logarithmic y axis.
+        xlabel, ylabel: axis labels; state the unit, e.g. ``"loss (MSE)"``.
+        title: the title; defaults to "Loss by model".
+        baseline: a reference level drawn as a grey dashed horizontal line, e.g. the variance of
+            the target (the MSE of always predicting the mean): a number (labelled "baseline")
+            or a pair (label, value).
+
+    Returns:
+        The Axes.
+    """
+    _require_nonempty_dict(curves, "plot_losses", "name -> values")
+    data = {str(name): _to_1d(values, f"plot_losses: curve {name!r}") for name, values in curves.items()}
+    ax = _new_axes(ax)
+    for (name, y), (color, ls) in zip(data.items(), _styles_for(data)):
+        ax.plot(np.arange(1, len(y) + 1), y, color=color, ls=ls, label=name)
+    if baseline is not None:
+        if isinstance(baseline, tuple):
+            if len(baseline) != 2:
+                raise ValueError(f"plot_losses: expected baseline as a number or (label, value), got {baseline!r}")
+            b_label, b_value = baseline
+        else:
+            b_label, b_value = "baseline", baseline
+        ax.axhline(float(b_value), color=COLORS["baseline"], ls="--", lw=1, label=str(b_label))
+    if log:
+        ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title if title is not None else "Loss by model")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def plot_grad_norms(
+    norms: Mapping[str, ArrayLike],
+    log: bool = True,
+    ax: Axes | None = None,
+    x: str = "distance",
+    title: str | None = None,
+) -> Axes:
+    """Vanishing-gradient curves ‖∂L/∂h_t‖, one per model.
+
+    Args:
+        norms: name -> curve (L,) indexed by t, as returned by
+            :func:`companion.diagnostics.hidden_grad_norms`.
+        log: a logarithmic y axis (geometric decay becomes a straight line).
+        ax: the Axes to draw on; a new figure when None.
+        x: ``"distance"`` puts T - t, the number of steps back from the last one, on the x axis
+            (the loss sits at 0, the past to the right); ``"time"`` puts t itself.
+        title: the title; defaults to "Gradient reaching h_t from the loss at step T".
+
+    Returns:
+        The Axes.
+    """
+    if x not in ("distance", "time"):
+        raise ValueError(f"plot_grad_norms: expected x='distance' or 'time', got {x!r}")
+    _require_nonempty_dict(norms, "plot_grad_norms", "name -> curve (L,)")
+    data = {str(name): _to_1d(values, f"plot_grad_norms: curve {name!r}") for name, values in norms.items()}
+    ax = _new_axes(ax)
+    for (name, y), (color, ls) in zip(data.items(), _styles_for(data)):
+        t = np.arange(len(y))
+        xs = (len(y) - 1 - t) if x == "distance" else t
+        ax.plot(xs, y, color=color, ls=ls, label=name)
+    if log:
+        ax.set_yscale("log")
+    if x == "distance":
+        ax.set_xlabel("distance from the last step, T − t (steps)")
+    else:
+        ax.set_xlabel("time step t (steps)")
+    ax.set_ylabel(r"$\|\partial L / \partial h_t\|$ (batch mean)")
+    ax.set_title(title if title is not None else r"Gradient reaching $h_t$ from the loss at step $T$")
+    ax.grid(True, alpha=0.3, which="both" if log else "major")
+    ax.legend()
+    return ax
+
+
+def plot_gate_heatmap(
+    gates: Mapping[str, ArrayLike],
+    marks: Sequence[int] | None = None,
+    units: int | Sequence[int] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Gate activations over time as heat maps, one row per gate.
+
+    Args:
+        gates: gate name -> activations of one sequence, shape (L, H), e.g.
+            ``{k: v[0, :, 0] for k, v in rec[""].items()}`` for layer 0, sample 0 of a
+            :func:`companion.models.record_gates` record. σ gates (i, f, o, r, z) are drawn on
+            [0, 1], tanh gates (g, n) and h on [-1, 1], anything else (c) symmetric about 0.
+        marks: time steps to mark with vertical lines on every row, e.g. where the markers of the
+            adding problem sit.
+        units: which hidden units to show: an int k for the first k, or a list of indices;
+            ``None`` shows all H.
+        title: the figure title; defaults to "Gate activations over time".
+
+    Returns:
+        The Figure. ``fig.axes`` holds the heat-map Axes, one per gate in the order of ``gates``,
+        followed by their colour bars.
+    """
+    _require_nonempty_dict(gates, "plot_gate_heatmap", "gate name -> (L, H)")
+    arrays: dict[str, np.ndarray] = {}
+    for name, g in gates.items():
+        arr = _to_array(g, f"plot_gate_heatmap: gate {name!r}")
+        if arr.ndim != 2:
+            raise ValueError(
+                f"plot_gate_heatmap: expected gate {name!r} with shape (L, H), got shape {arr.shape}; "
+                "select one layer and sequence first, e.g. rec[''][name][0, :, 0]"
+            )
+        arrays[str(name)] = arr
+    lengths = {a.shape[0] for a in arrays.values()}
+    if len(lengths) != 1:
+        raise ValueError(
+            f"plot_gate_heatmap: expected every gate to have the same length L, got lengths {sorted(lengths)}"
+        )
+    H = min(a.shape[1] for a in arrays.values())
+    if units is None:
+        idx = np.arange(H)
+    elif isinstance(units, (int, np.integer)) and not isinstance(units, bool):
+        if not 1 <= units <= H:
+            raise ValueError(f"plot_gate_heatmap: expected units between 1 and H={H}, got {units}")
+        idx = np.arange(int(units))
+    else:
+        idx = np.asarray(list(units), dtype=np.int64)
+        if idx.size == 0 or idx.min() < 0 or idx.max() >= H:
+            raise ValueError(f"plot_gate_heatmap: expected unit indices in [0, {H}), got {list(idx)}")
+
+    L = next(iter(lengths))
+    n = len(arrays)
+    fig, axes = plt.subplots(n, 1, figsize=(7.0, 1.2 + 1.6 * n), sharex=True, squeeze=False)
+    for row, (ax, (name, arr)) in enumerate(zip(axes[:, 0], arrays.items())):
+        key = name.lower()
+        if key in _SIGMOID_GATES:
+            vmin, vmax, cmap = 0.0, 1.0, "viridis"
+        elif key in _TANH_ENTRIES:
+            vmin, vmax, cmap = -1.0, 1.0, "RdBu_r"
+        else:
+            bound = float(np.nanmax(np.abs(arr))) if np.isfinite(arr).any() else 1.0
+            bound = bound if bound > 0 else 1.0
+            vmin, vmax, cmap = -bound, bound, "RdBu_r"
+        # Transposed so time runs along x, as in every other time-series figure of the book.
+        image = ax.imshow(arr[:, idx].T, aspect="auto", origin="lower", interpolation="nearest",
+                          cmap=cmap, vmin=vmin, vmax=vmax, extent=(-0.5, L - 0.5, -0.5, len(idx) - 0.5))
+        fig.colorbar(image, ax=ax, label="activation", pad=0.01)
+        ax.set_ylabel(f"{name}\nunit")
+        if units is not None and not isinstance(units, (int, np.integer)):
+            ax.set_yticks(range(len(idx)), [str(i) for i in idx])
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        for k, m in enumerate(marks or ()):
+            ax.axvline(m, color="black", ls="--", lw=1.2, label="marked step" if k == 0 else None)
+        if row == 0 and marks:
+            ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
+    axes[-1, 0].set_xlabel("time step t (steps)")
+    fig.suptitle(title if title is not None else "Gate activations over time")
+    return fig
+
+
+def plot_forecast(
+    truth: ArrayLike,
+    prediction: ArrayLike,
+    rollout_start: int,
+    ax: Axes | None = None,
+    t: ArrayLike | None = None,
+    xlabel: str = "time (steps)",
+    ylabel: str = "value",
+    title: str | None = None,
+) -> Axes:
+    """A forecast against the truth, with the closed-loop rollout region shaded.
+
+    Before ``rollout_start`` the model reads the true series (teacher forcing); from there on it
+    feeds on its own predictions, and the shaded region shows how long that holds up.
+
+    Args:
+        truth: the observed series, shape (T,).
+        prediction: either aligned with ``truth``, shape (T,) (NaN where there is none), or the
+            rollout alone, shape (P,), placed at indices ``rollout_start, ..., rollout_start+P-1``;
+            it may run past the end of ``truth`` (a forecast of the future).
+        rollout_start: index at which the rollout starts, 0 <= rollout_start < max length.
+        ax: the Axes to draw on; a new figure when None.
+        t: time values for the x axis (e.g. years), one per index of the longer of the two
+            series; ``None`` uses 0, 1, 2, ...
+        xlabel, ylabel: axis labels; state the unit, e.g. ``"year"`` and ``"sunspot number"``.
+        title: the title; defaults to "Forecast with closed-loop rollout".
+
+    Returns:
+        The Axes.
+    """
+    y_true = _to_1d(truth, "plot_forecast: truth")
+    y_pred = _to_1d(prediction, "plot_forecast: prediction")
+    if isinstance(rollout_start, bool) or not isinstance(rollout_start, (int, np.integer)):
+        raise TypeError(f"plot_forecast: expected an int rollout_start, got {type(rollout_start).__name__}")
+    offset = 0 if len(y_pred) == len(y_true) else int(rollout_start)
+    total = max(len(y_true), offset + len(y_pred))
+    if not 0 <= rollout_start < total:
+        raise ValueError(f"plot_forecast: expected 0 <= rollout_start < {total}, got {rollout_start}")
+    if t is None:
+        times = np.arange(total, dtype=np.float64)
+    else:
+        times = _to_1d(t, "plot_forecast: t")
+        if len(times) != total:
+            raise ValueError(
+                f"plot_forecast: expected t with {total} values (truth has {len(y_true)}, prediction "
+                f"covers indices {offset}..{offset + len(y_pred) - 1}), got {len(times)}"
+            )
+
+    ax = _new_axes(ax)
+    step = times[1] - times[0] if total > 1 else 1.0
+    ax.axvspan(times[rollout_start] - step / 2, times[-1] + step / 2, color=COLORS["prediction"], alpha=0.12,
+               lw=0, label="closed-loop rollout")
+    ax.plot(times[: len(y_true)], y_true, color=COLORS["truth"], lw=1.5, label="truth")
+    ax.plot(times[offset: offset + len(y_pred)], y_pred, color=COLORS["prediction"], lw=1.5, ls="--",
+            label="prediction")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title if title is not None else "Forecast with closed-loop rollout")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return ax
