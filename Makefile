@@ -19,7 +19,7 @@ export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # Hash randomisation off, so any set or dict order a notebook prints repeats.
 export PYTHONHASHSEED := 0
 
-.PHONY: help setup test test-unit test-notebooks book book-strict execute clean
+.PHONY: help setup test test-unit test-notebooks test-site book book-strict execute clean
 
 help:
 	@echo "make book     build the HTML book (sets up .venv first)"
@@ -30,7 +30,6 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --upgrade --quiet "pip>=23"
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (book)" >/dev/null
@@ -39,10 +38,10 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
-test: test-unit test-notebooks book-strict
+test: test-unit test-notebooks book-strict test-site
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest tests/ -q
+	$(BIN)/python -m pytest tests/ --ignore=tests/site -q
 
 test-notebooks: $(STAMP)
 	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=300 \
@@ -54,6 +53,23 @@ book: $(STAMP)
 
 book-strict: $(STAMP)
 	$(BIN)/jupyter-book build --builder html --all --warningiserror --keep-going .
+
+# The built site in headless Chromium. MathJax's CDN is out of reach here, so the test serves the
+# npm package in its place; Chromium comes from Debian's packages.
+MATHJAX := .cache/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+
+$(MATHJAX):
+	npm install --silent --no-audit --no-fund --prefix .cache/mathjax mathjax@3.2.2
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+
+test-site: $(STAMP) $(MATHJAX) $(CHROMIUM)
+	test -f _build/html/index.html || $(MAKE) book
+	$(BIN)/python -m pytest tests/site -q
 
 execute: $(STAMP)
 	for nb in $(NB); do \

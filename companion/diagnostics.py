@@ -43,7 +43,7 @@ SIGMOID_GATES = frozenset({"i", "f", "o", "r", "z"})
 TANH_GATES = frozenset({"g", "n"})
 #: Entries of a gate record that are states, not gates; :func:`gate_statistics` skips them.
 STATE_ENTRIES = frozenset({"h", "c"})
-#: A σ gate counts as saturated below 1 - this or above it; a tanh gate when |v| exceeds it.
+#: A σ gate counts as saturated below 1 - this or above it; a tanh gate when abs(v) exceeds it.
 SATURATION_THRESHOLD = 0.9
 
 
@@ -140,13 +140,13 @@ def _as_square_matrix(W: ArrayLike, who: str) -> Tensor:
 
 
 def spectral_radius(W: ArrayLike) -> float:
-    """The largest modulus of the eigenvalues of a square matrix, max |λ|.
+    """The largest modulus of the eigenvalues of a square matrix, :math:`\\max_k |\\lambda_k|`.
 
     Args:
         W: a square matrix (H, H), as a torch.Tensor (any device) or a numpy.ndarray.
 
     Returns:
-        max_k |λ_k(W)| as a Python float.
+        :math:`\\max_k |\\lambda_k(W)|` as a Python float.
     """
     M = _as_square_matrix(W, "spectral_radius")
     # Eigenvalues in float64 on the CPU: eigvals is not implemented on every backend (MPS), and

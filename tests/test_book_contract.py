@@ -71,8 +71,10 @@ def test_every_notebook_starts_with_the_same_setup_cell():
 def test_setup_cell_installs_from_the_configured_repository_only_on_colab():
     source = _first_code_cell(NOTEBOOKS[0])
     repo = CONFIG["repository"]
-    urls = re.findall(r"git\+(\S+?)@(\w+)", source)
-    assert urls == [(repo["url"], repo["branch"])], f"setup cell installs from {urls}"
+    urls = re.findall(r'^\s*REPO = "(\S+)"$', source, flags=re.M)
+    branches = re.findall(r'"git\+\{REPO\}@(\w+)"', source)
+    assert urls == [repo["url"]], f"setup cell installs from {urls}, _config.yml names {repo['url']}"
+    assert branches == [repo["branch"]], f"setup cell installs branch {branches}"
     # Guard on the Colab module, not on a failed import: CI must never reach for the network.
     assert '"google.colab" in sys.modules' in source
     assert "pick_device()" in source and "seed_everything(" in source
