@@ -135,11 +135,14 @@ class History:
                              f"got {_describe(data)}")
         return cls(data["records"], interrupted=bool(data.get("interrupted", False)))
 
-    def plot(self, ax: Any = None, log: bool = False) -> Any:
-        """Draw the loss curves with :func:`companion.plots.plot_history`; returns what it returns."""
+    def plot(self, ax: Any = None, log: bool = False, label: str | None = None) -> Any:
+        """Draw the loss curves with :func:`companion.plots.plot_history`; returns what it returns.
+
+        ``label`` (e.g. ``"LSTM"``) names the model in the legend and gives both curves its colour,
+        so several histories can share one Axes."""
         from companion import plots  # lazy: importing matplotlib is slow and training needs none
 
-        return plots.plot_history(self, ax=ax, log=log)
+        return plots.plot_history(self, ax=ax, log=log, label=label)
 
 
 def _plain_number(value: Any, key: str) -> int | float | str | bool:

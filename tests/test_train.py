@@ -469,6 +469,11 @@ def test_history_plot_uses_companion_plots():
     hist = History([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2},
                     {"epoch": 2, "train_loss": 0.5, "val_loss": 0.7}])
     assert hist.plot() is not None
+    ax = hist.plot(label="LSTM")
+    from companion.plots import COLORS
+
+    assert {line.get_color() for line in ax.get_lines()} == {COLORS["lstm"]}
+    assert any("LSTM" in text.get_text() for text in ax.get_legend().get_texts())
     plt.close("all")
 
 
