@@ -115,9 +115,12 @@ def hidden_grad_norms(
         grads = torch.autograd.grad(objective.reshape(()), hs)
 
     # (L, N, H) -> per-sample norms (L, N) -> batch mean (L,); unbatched (L, H) -> (L,).
-    norms = torch.linalg.vector_norm(torch.stack(grads), dim=-1)
+    # Squaring float32 entries of 1e-23 underflows to 0, and vanishing gradients get that small
+    # within 100 steps, so the norm is taken in float64 (on the CPU: MPS has no float64).
+    stacked = torch.stack(grads).detach()
+    norms = torch.linalg.vector_norm(stacked.cpu().double(), dim=-1)
     norms = norms.reshape(norms.shape[0], -1).mean(dim=1)
-    return norms.detach().cpu()
+    return norms.to(stacked.dtype)
 
 
 def _as_square_matrix(W: ArrayLike, who: str) -> Tensor:

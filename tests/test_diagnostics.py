@@ -361,3 +361,18 @@ def test_gate_statistics_errors() -> None:
         gate_statistics({"n": torch.tensor([[-2.0]])})
     with pytest.raises(TypeError, match=r"pass one layer's record, e.g. rec\[''\]"):
         gate_statistics({"": {"f": torch.rand(3, 2, 5)}})
+
+
+def test_hidden_grad_norms_does_not_underflow_for_tiny_gradients():
+    """Gradients of 1e-23 per entry square to below float32's range; the norm must not read 0."""
+    cell = torch.nn.RNNCell(1, 32, bias=False)
+    with torch.no_grad():
+        cell.weight_ih.fill_(1e-3)
+        cell.weight_hh.zero_()
+    x = torch.ones(2, 1, 1)
+    tiny = 1e-23
+    norms = hidden_grad_norms(cell, x, loss=lambda h: tiny * h.sum())
+    # d(loss)/d(h_1) = tiny * ones(32): norm tiny * sqrt(32); d/d(h_0) = 0 through W_hh = 0.
+    assert norms.dtype == torch.float32
+    assert norms[1].item() == pytest.approx(tiny * 32 ** 0.5, rel=1e-5)
+    assert norms[0].item() == 0.0
