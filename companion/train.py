@@ -493,17 +493,22 @@ def fit(
                 inputs, y = to_device(inputs, device), to_device(y, device)
                 n = _batch_size(y)
 
+                def forward_loss() -> tuple[Tensor, float, Any, Any]:
+                    """Zero the grads, run the model on this batch, and refuse a non-finite loss."""
+                    optimizer.zero_grad(set_to_none=True)
+                    with _autocast(device, amp_dtype):
+                        pred, new_state = _forward(model, inputs, state, stateful, where)
+                        loss = loss_fn(pred, y)
+                    value = _scalar(loss, "the value of loss_fn")
+                    if not math.isfinite(value):
+                        raise _nonfinite_error(value, epoch, batch_index, clip_grad_norm)
+                    return loss, value, pred, new_state
+
                 if use_closure:
                     evaluations: list[tuple[float, Any, Any, Tensor]] = []
 
                     def step_closure() -> Tensor:
-                        optimizer.zero_grad(set_to_none=True)
-                        with _autocast(device, amp_dtype):
-                            pred, new_state = _forward(model, inputs, state, stateful, where)
-                            loss = loss_fn(pred, y)
-                        value = _scalar(loss, "the value of loss_fn")
-                        if not math.isfinite(value):
-                            raise _nonfinite_error(value, epoch, batch_index, clip_grad_norm)
+                        loss, value, pred, new_state = forward_loss()
                         loss.backward()
                         norm = _grad_norm(params, clip_grad_norm)
                         evaluations.append((value, pred, new_state, norm))
@@ -513,13 +518,7 @@ def fit(
                     value, pred, _, norm = evaluations[0]
                     new_state = evaluations[-1][2]  # computed at the parameters the step ended at
                 else:
-                    optimizer.zero_grad(set_to_none=True)
-                    with _autocast(device, amp_dtype):
-                        pred, new_state = _forward(model, inputs, state, stateful, where)
-                        loss = loss_fn(pred, y)
-                    value = _scalar(loss, "the value of loss_fn")
-                    if not math.isfinite(value):
-                        raise _nonfinite_error(value, epoch, batch_index, clip_grad_norm)
+                    loss, value, pred, new_state = forward_loss()
                     if scaler is not None:
                         scaler.scale(loss).backward()
                         scaler.unscale_(optimizer)  # so the norm and the clipping see true grads

@@ -28,14 +28,6 @@ TOL = {"rtol": 1e-5, "atol": 1e-5}
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors on a shared 2-core machine: a second intra-op thread only adds contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def twins(kind: str, *args: Any, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
     """(ours, torch.nn's), built with the same arguments; ours gets torch.nn's weights."""

@@ -28,15 +28,6 @@ from companion.train import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models on a shared 2-core machine: a second intra-op thread only adds contention
-    # (an epoch went from 0.01 s to 0.5 s under load). Restored for the other test modules.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 class LastStep(nn.Module):
     """LSTM over (N, L, 1) followed by a linear head on the last hidden state -> (N, 1)."""
