@@ -18,6 +18,10 @@ NB ?= $(NOTEBOOKS)
 export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # Hash randomisation off, so any set or dict order a notebook prints repeats.
 export PYTHONHASHSEED := 0
+# One intra-op thread when executing and when comparing notebooks: the stored outputs then repeat
+# bit for bit on any machine, whatever its core count (a few chapters' L-BFGS and clipping runs
+# differ in the last digits between 1 and 2 threads), and tiny models run faster on one thread.
+export OMP_NUM_THREADS := 1
 
 .PHONY: help setup test test-unit test-notebooks test-site book book-strict execute clean
 
