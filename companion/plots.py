@@ -144,6 +144,16 @@ def _new_axes(ax: Axes | None) -> Axes:
     return ax
 
 
+def _finish(ax: Axes, xlabel: str, ylabel: str, title: str, grid_which: str = "major") -> Axes:
+    """The book's finish for a line plot: axis labels, title, a light grid and the legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3, which=grid_which)
+    ax.legend()
+    return ax
+
+
 def _history_series(history: Any, key: str) -> list[float | None] | None:
     """``history[key]`` as a list, or None when the history has no such entry."""
     if isinstance(history, Sequence) and not isinstance(history, (str, bytes)):
@@ -207,12 +217,8 @@ def plot_history(history: Any, ax: Axes | None = None, log: bool = False, label:
     if log:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (per example)")
-    ax.set_title(f"{label}: loss during training" if label else "Loss during training")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    return ax
+    title = f"{label}: loss during training" if label else "Loss during training"
+    return _finish(ax, "epoch", "loss (per example)", title)
 
 
 def plot_losses(
@@ -256,12 +262,7 @@ def plot_losses(
     if log:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title if title is not None else "Loss by model")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    return ax
+    return _finish(ax, xlabel, ylabel, title if title is not None else "Loss by model")
 
 
 def plot_grad_norms(
@@ -296,15 +297,10 @@ def plot_grad_norms(
         ax.plot(xs, y, color=color, ls=ls, label=name)
     if log:
         ax.set_yscale("log")
-    if x == "distance":
-        ax.set_xlabel("distance from the last step, T − t (steps)")
-    else:
-        ax.set_xlabel("time step t (steps)")
-    ax.set_ylabel(r"$\|\partial L / \partial h_t\|$ (batch mean)")
-    ax.set_title(title if title is not None else r"Gradient reaching $h_t$ from the loss at step $T$")
-    ax.grid(True, alpha=0.3, which="both" if log else "major")
-    ax.legend()
-    return ax
+    xlabel = "distance from the last step, T − t (steps)" if x == "distance" else "time step t (steps)"
+    return _finish(ax, xlabel, r"$\|\partial L / \partial h_t\|$ (batch mean)",
+                   title if title is not None else r"Gradient reaching $h_t$ from the loss at step $T$",
+                   grid_which="both" if log else "major")
 
 
 def plot_gate_heatmap(
@@ -443,9 +439,4 @@ def plot_forecast(
     ax.plot(times[: len(y_true)], y_true, color=COLORS["truth"], lw=1.5, label="truth")
     ax.plot(times[offset: offset + len(y_pred)], y_pred, color=COLORS["prediction"], lw=1.5, ls="--",
             label="prediction")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title if title is not None else "Forecast with closed-loop rollout")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    return ax
+    return _finish(ax, xlabel, ylabel, title if title is not None else "Forecast with closed-loop rollout")
