@@ -115,7 +115,7 @@ _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "relu
 def rnn_step(
     xw_t: Tensor,
     state: State,
-    w_hh_t: Tensor,
+    w_hh_T: Tensor,
     activation: Callable[[Tensor], Tensor] = torch.tanh,
 ) -> tuple[State, State]:
     """One Elman RNN step, equation (1.1) in the two-bias form (1.3).
@@ -123,32 +123,32 @@ def rnn_step(
     Args:
         xw_t: (N, H) the input part ``W_xh x_t + b_xh + b_hh``, computed ahead.
         state: ``(h_{t-1},)``, (N, H).
-        w_hh_t: (H, H) the recurrent weights transposed, ``W_hh^T``.
+        w_hh_T: (H, H) the recurrent weights transposed, ``W_hh^T``.
         activation: ``torch.tanh`` or ``torch.relu``.
 
     Returns:
         ``((h_t,), ())``: the new state and the (here empty) tuple of gates.
     """
     (h,) = state
-    h = activation(torch.addmm(xw_t, h, w_hh_t))  # (1.1) hidden state
+    h = activation(torch.addmm(xw_t, h, w_hh_T))  # (1.1) hidden state
     return (h,), ()
 
 
-def lstm_step(xw_t: Tensor, state: State, w_hh_t: Tensor) -> tuple[State, State]:
+def lstm_step(xw_t: Tensor, state: State, w_hh_T: Tensor) -> tuple[State, State]:
     """One LSTM step, equations (3.1)-(3.6).
 
     Args:
         xw_t: (N, 4H) the input part of the four gates, ``W_x x_t + b_x + b_h``, computed ahead;
             columns in PyTorch's order i, f, g, o.
         state: ``(h_{t-1}, c_{t-1})``, each (N, H).
-        w_hh_t: (H, 4H) the recurrent weights of the four gates, transposed.
+        w_hh_T: (H, 4H) the recurrent weights of the four gates, transposed.
 
     Returns:
         ``((h_t, c_t), (i_t, f_t, g_t, o_t))``, each (N, H).
     """
     h, c = state
     # The recurrent part of all four gates in one matmul, added to the input part.
-    i, f, g, o = torch.addmm(xw_t, h, w_hh_t).chunk(4, dim=-1)
+    i, f, g, o = torch.addmm(xw_t, h, w_hh_T).chunk(4, dim=-1)
     i = torch.sigmoid(i)  # (3.1) input gate
     f = torch.sigmoid(f)  # (3.2) forget gate
     g = torch.tanh(g)  # (3.3) candidate cell
@@ -159,7 +159,7 @@ def lstm_step(xw_t: Tensor, state: State, w_hh_t: Tensor) -> tuple[State, State]
 
 
 def gru_step(
-    xw_t: Tensor, state: State, w_hh_t: Tensor, b_hh: Tensor | None
+    xw_t: Tensor, state: State, w_hh_T: Tensor, b_hh: Tensor | None
 ) -> tuple[State, State]:
     """One GRU step, equations (5.1)-(5.4).
 
@@ -167,7 +167,7 @@ def gru_step(
         xw_t: (N, 3H) the input part of the three gates, ``W_x x_t + b_x``, computed ahead;
             columns r, z, n.
         state: ``(h_{t-1},)``, (N, H).
-        w_hh_t: (H, 3H) the recurrent weights of the three gates, transposed.
+        w_hh_T: (H, 3H) the recurrent weights of the three gates, transposed.
         b_hh: (3H,) the recurrent biases, or None. Unlike the LSTM's they cannot be folded into
             ``xw_t``, because ``b_hn`` sits inside ``r ⊙ (...)`` in (5.3).
 
@@ -176,7 +176,7 @@ def gru_step(
     """
     (h,) = state
     # The recurrent part of all three gates in one matmul.
-    hw = torch.mm(h, w_hh_t) if b_hh is None else torch.addmm(b_hh, h, w_hh_t)
+    hw = torch.mm(h, w_hh_T) if b_hh is None else torch.addmm(b_hh, h, w_hh_T)
     x_r, x_z, x_n = xw_t.chunk(3, dim=-1)
     h_r, h_z, h_n = hw.chunk(3, dim=-1)
     r = torch.sigmoid(x_r + h_r)  # (5.1) reset gate
