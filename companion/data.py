@@ -11,9 +11,11 @@ Four families, one per kind of sequence the book trains on:
   the deciding word from the end), :class:`Vocab`, :func:`pad_batch` and
   :func:`collate_for_packing` for variable-length batches, and :func:`load_imdb`, a real
   downloader for the IMDB reviews (the only function here that needs the network, once).
-- **Characters**: :func:`char_corpus` (Python's own help texts), :class:`CharVocab` and
-  :func:`lm_batches`, which cuts one long stream into batches whose rows continue from batch to
-  batch so that a hidden state can be carried across (truncated backpropagation through time).
+- **Characters**: :func:`load_tiny_shakespeare` (the standard small corpus, shipped with the
+  package), :func:`char_corpus` (Python's own help texts, kept for older code),
+  :class:`CharVocab` and :func:`lm_batches`, which cuts one long stream into batches whose rows
+  continue from batch to batch so that a hidden state can be carried across (truncated
+  backpropagation through time).
 
 Every random generator here is a local ``torch.Generator`` or ``numpy.random.Generator`` made
 from ``seed``: the same seed gives the same data, and calling these functions never disturbs the
@@ -24,6 +26,7 @@ entropy. Tensors are created on the CPU (a training loop moves each batch to its
 from __future__ import annotations
 
 import collections
+import gzip
 import hashlib
 import importlib.resources
 import io
@@ -67,6 +70,8 @@ __all__ = [
     "load_imdb",
     # characters
     "char_corpus",
+    "TINY_SHAKESPEARE_SHA256",
+    "load_tiny_shakespeare",
     "CharVocab",
     "LMBatches",
     "lm_batches",
@@ -812,6 +817,51 @@ def char_corpus(max_chars: int | None = None) -> str:
         max_chars = _check_int(max_chars, "max_chars", "char_corpus", 1)
         text = text[:max_chars]
     return text
+
+
+#: SHA-256 of the decompressed tiny Shakespeare text (karpathy/char-rnn's ``input.txt``).
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+_TINY_SHAKESPEARE_SPLITS = (None, "train", "val")
+
+
+def load_tiny_shakespeare(split: str | None = None) -> str:
+    """Tiny Shakespeare: 1,115,394 characters (65 distinct) of the plays, shipped with the package.
+
+    The corpus of Karpathy's char-rnn, stored gzipped as
+    ``companion/datasets/tinyshakespeare.txt.gz`` (source, licence and checksum in
+    ``companion/datasets/README.md``). It needs no network and is identical on every Python.
+    The split is nanoGPT's ``shakespeare_char`` split: contiguous, the first 90% for training
+    and the last 10% for validation (``n = len(text)``; train is ``text[:int(n * 0.9)]``).
+
+    Args:
+        split: ``None`` for the whole text, ``"train"`` for the first 90%, ``"val"`` for the
+            last 10%.
+
+    Returns:
+        The requested part as one ``str`` (1,115,394, 1,003,854 or 111,540 characters).
+
+    Raises:
+        ValueError: ``split`` is not one of ``None``, ``"train"``, ``"val"``.
+        RuntimeError: the decompressed text does not have the expected SHA-256 (a damaged file).
+    """
+    if split not in _TINY_SHAKESPEARE_SPLITS:
+        raise ValueError(
+            f"load_tiny_shakespeare: split must be None, 'train' or 'val', got {split!r}"
+        )
+    package = importlib.resources.files("companion")
+    raw = gzip.decompress(package.joinpath("datasets/tinyshakespeare.txt.gz").read_bytes())
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != TINY_SHAKESPEARE_SHA256:
+        raise RuntimeError(
+            f"load_tiny_shakespeare: the shipped text has SHA-256 {digest}, expected "
+            f"{TINY_SHAKESPEARE_SHA256}; the package data is damaged, reinstall companion"
+        )
+    text = raw.decode("utf-8")
+    if split is None:
+        return text
+    n_train = int(len(text) * 0.9)
+    return text[:n_train] if split == "train" else text[n_train:]
 
 
 class CharVocab:
