@@ -30,6 +30,7 @@ __all__ = [
     "plot_grad_norms",
     "plot_gate_heatmap",
     "plot_forecast",
+    "plot_seeds",
 ]
 
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
@@ -440,3 +441,124 @@ def plot_forecast(
     ax.plot(times[offset: offset + len(y_pred)], y_pred, color=COLORS["prediction"], lw=1.5, ls="--",
             label="prediction")
     return _finish(ax, xlabel, ylabel, title if title is not None else "Forecast with closed-loop rollout")
+
+
+_SEED_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def _columns(results: Any, names: Sequence[str]) -> dict[str, list[Any]]:
+    """``results`` (a list of row dicts, e.g. from ``csv.DictReader``, or a dict of columns)
+    as a dict of equally long columns ``names``, or a clear error naming the missing column."""
+    if isinstance(results, Mapping):
+        table = {k: list(v) for k, v in results.items()}
+    elif isinstance(results, Sequence) and all(isinstance(r, Mapping) for r in results):
+        table = {k: [r.get(k) for r in results] for k in {k for r in results for k in r}}
+    else:
+        raise TypeError(
+            f"plot_seeds: expected a list of row dicts or a dict of columns, got {type(results).__name__}"
+        )
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise ValueError(f"plot_seeds: expected columns {list(names)}, missing {missing} (have {sorted(table)})")
+    if len({len(table[n]) for n in names}) != 1:
+        raise ValueError("plot_seeds: expected columns of one length, got " +
+                         ", ".join(f"{n}: {len(table[n])}" for n in names))
+    if not table[names[0]]:
+        raise ValueError("plot_seeds: expected at least one row, got none")
+    return {n: table[n] for n in names}
+
+
+def _x_positions(values: list[Any]) -> tuple[np.ndarray, list[Any] | None]:
+    """Numeric x values as floats; anything else as categories at 0, 1, ... (in first-seen order),
+    returned with the category names for the tick labels."""
+    try:
+        return np.asarray(values, dtype=np.float64), None
+    except (TypeError, ValueError):
+        categories = list(dict.fromkeys(values))
+        return np.array([categories.index(v) for v in values], dtype=np.float64), categories
+
+
+def plot_seeds(
+    results: Any,
+    x: str,
+    y: str,
+    by: str | Sequence[str] = "model",
+    ax: Axes | None = None,
+    *,
+    log_x: bool = False,
+    log_y: bool = False,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+    spread: float = 0.25,
+    baseline: float | tuple[str, float] | None = None,
+) -> Axes:
+    """A sweep over seeds: every seed a dot, the mean of each group a line through its x values.
+
+    Args:
+        results: one row per run, as a list of dicts (e.g. ``list(csv.DictReader(f))``; strings
+            that hold numbers are converted) or a dict of columns; columns ``x``, ``y`` and
+            ``by`` are used, anything else (such as ``"seed"``) is ignored.
+        x: the swept quantity, e.g. ``"length"``; numbers, or categories drawn at 0, 1, ...
+        y: the outcome, e.g. ``"accuracy"``.
+        by: the column (or columns, joined by a space in the legend) that names a group, e.g.
+            ``"model"`` or ``("model", "init")``. Groups whose name contains rnn, lstm or gru take
+            the book's colour (:func:`color_for`); groups that share a colour differ by line
+            style; every group has its own marker.
+        ax: the Axes to draw on; a new figure when None.
+        log_x, log_y: logarithmic axes.
+        xlabel, ylabel: axis labels (default: the column names); state the unit.
+        title: the title; defaults to "<y> by <x>, every seed a dot".
+        spread: how far apart the groups sit at one x, as a fraction of the smallest gap
+            between x values (a factor on a log axis), so that overlapping groups, e.g. two
+            models both at accuracy 1.0, can be told apart. 0 draws every group at the exact x.
+        baseline: a reference level drawn as a grey dashed line: a number or (label, value).
+
+    Returns:
+        The Axes. The legend sits to the right of the axes, outside the data.
+    """
+    keys = [by] if isinstance(by, str) else list(by)
+    if not keys:
+        raise ValueError("plot_seeds: expected by to name at least one column, got none")
+    table = _columns(results, [x, y, *keys])
+    xs, categories = _x_positions(table[x])
+    ys = _to_1d([float(v) for v in table[y]], f"plot_seeds: column {y!r}")
+    names = [" ".join(str(row[k]) for k in keys) for row in
+             ({k: table[k][i] for k in keys} for i in range(len(ys)))]
+    groups = list(dict.fromkeys(names))
+    unique_x = np.unique(xs)
+    if log_x and (unique_x <= 0).any():
+        raise ValueError(f"plot_seeds: expected positive {x!r} values for log_x, got {unique_x.min()}")
+    gaps = np.diff(np.log(unique_x) if log_x else unique_x)
+    gap = float(gaps.min()) if len(gaps) else 1.0
+
+    ax = _new_axes(ax)
+    for k, (name, (color, ls)) in enumerate(zip(groups, _styles_for(groups))):
+        shift = spread * gap * (k - (len(groups) - 1) / 2) / max(len(groups), 1)
+        mine = np.array([n == name for n in names])
+        gx, gy = xs[mine], ys[mine]
+        at = np.exp(np.log(gx) + shift) if log_x else gx + shift
+        marker = _SEED_MARKERS[k % len(_SEED_MARKERS)]
+        ax.scatter(at, gy, color=color, marker=marker, s=18, alpha=0.55, lw=0)
+        levels = np.unique(gx)
+        means = np.array([gy[gx == v].mean() for v in levels])
+        line_x = np.exp(np.log(levels) + shift) if log_x else levels + shift
+        ax.plot(line_x, means, color=color, ls=ls, marker=marker, ms=6, mfc="white", label=f"{name} (mean)")
+    if baseline is not None:
+        b_label, b_value = baseline if isinstance(baseline, tuple) else ("baseline", baseline)
+        ax.axhline(float(b_value), color=COLORS["baseline"], ls="--", lw=1, label=str(b_label))
+    if log_x:
+        ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    if categories is not None:
+        ax.set_xticks(range(len(categories)), [str(c) for c in categories])
+    elif np.allclose(unique_x, np.round(unique_x)):
+        ax.set_xticks(unique_x, [str(int(v)) for v in unique_x])
+    ax.set_xlabel(xlabel if xlabel is not None else x)
+    ax.set_ylabel(ylabel if ylabel is not None else y)
+    ax.set_title(title if title is not None else f"{y} by {x}, every seed a dot")
+    ax.grid(True, alpha=0.3)
+    # Beside the axes, never on the data: each group's mean line names it, the dots are its seeds.
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    return ax

@@ -23,6 +23,7 @@ from companion.plots import (  # noqa: E402
     plot_grad_norms,
     plot_history,
     plot_losses,
+    plot_seeds,
 )
 
 
@@ -292,3 +293,74 @@ def test_plot_forecast_errors() -> None:
         plot_forecast(np.zeros((10, 1)), np.zeros(10), rollout_start=3)
     with pytest.raises(TypeError, match="int rollout_start, got float"):
         plot_forecast(np.zeros(10), np.zeros(10), rollout_start=3.0)  # type: ignore[arg-type]
+
+
+# --- plot_seeds ---------------------------------------------------------------------------
+
+
+def seed_rows() -> list[dict[str, str]]:
+    """Rows as csv.DictReader gives them: strings, 3 seeds x 2 lengths x 2 models."""
+    rows = []
+    for model, base in (("LSTM", 1.0), ("GRU", 1.0)):
+        for length in (10, 100):
+            for seed in range(3):
+                rows.append({"model": model, "length": str(length), "seed": str(seed),
+                             "acc": str(base - 0.1 * seed * (length == 100))})
+    return rows
+
+
+def test_plot_seeds_dots_means_colours_and_offsets() -> None:
+    ax = plot_seeds(seed_rows(), "length", "acc")
+    assert isinstance(ax, Axes)
+    dots = ax.collections
+    assert len(dots) == 2 and all(len(d.get_offsets()) == 6 for d in dots)  # every seed a dot
+    lstm, gru = ax.get_lines()
+    assert [to_hex(lstm.get_color()), to_hex(gru.get_color())] == [COLORS["lstm"], COLORS["gru"]]
+    np.testing.assert_allclose(lstm.get_ydata(), [1.0, 0.9])  # the mean over seeds
+    # Same values, yet the two groups sit apart on x, and with different markers.
+    assert (lstm.get_xdata() < gru.get_xdata()).all()
+    assert lstm.get_marker() != gru.get_marker()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["10", "100"]
+    assert ax.get_xlabel() == "length" and ax.get_ylabel() == "acc" and ax.get_title()
+
+
+def test_plot_seeds_legend_sits_outside_the_axes() -> None:
+    fig, ax = plt.subplots()
+    plot_seeds(seed_rows(), "length", "acc", ax=ax, baseline=("chance", 0.5))
+    fig.canvas.draw()
+    legend_box = ax.get_legend().get_window_extent()
+    axes_box = ax.get_window_extent()
+    assert legend_box.x0 >= axes_box.x1  # beside the axes, not on the data
+    assert legend_texts(ax) == ["LSTM (mean)", "GRU (mean)", "chance"]
+
+
+def test_plot_seeds_groups_by_two_columns_and_log_axis() -> None:
+    rows = [{"model": m, "init": i, "T": t, "mse": 0.1 * (k + 1)}
+            for k, (m, i) in enumerate([("RNN", "default"), ("RNN", "identity")])
+            for t in (10, 100) for _ in range(2)]
+    ax = plot_seeds(rows, "T", "mse", by=("model", "init"), log_x=True, log_y=True)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    first, second = ax.get_lines()
+    assert to_hex(first.get_color()) == to_hex(second.get_color()) == COLORS["rnn"]
+    assert first.get_linestyle() != second.get_linestyle()  # same colour, told apart by style
+    ratio = second.get_xdata() / first.get_xdata()
+    assert (ratio > 1).all() and np.allclose(ratio, ratio[0])  # a constant factor on a log axis
+    assert legend_texts(ax) == ["RNN default (mean)", "RNN identity (mean)"]
+
+
+def test_plot_seeds_categorical_x_and_columns_dict() -> None:
+    ax = plot_seeds({"model": ["RNN", "RNN", "GRU"], "init": ["a", "b", "a"], "y": [1, 2, 3]},
+                    "init", "y", spread=0)
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [0, 1])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+
+
+def test_plot_seeds_errors() -> None:
+    with pytest.raises(ValueError, match=r"missing \['acc'\]"):
+        plot_seeds([{"model": "RNN", "length": 1}], "length", "acc")
+    with pytest.raises(TypeError, match="list of row dicts or a dict of columns, got int"):
+        plot_seeds(3, "length", "acc")
+    with pytest.raises(ValueError, match="at least one row"):
+        plot_seeds({"model": [], "x": [], "y": []}, "x", "y")
+    with pytest.raises(ValueError, match="positive 'x' values for log_x"):
+        plot_seeds({"model": ["a"], "x": [0], "y": [1]}, "x", "y", log_x=True)
