@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 __all__ = [
     "COLORS",
     "color_for",
+    "sequential_colors",
     "plot_history",
     "plot_losses",
     "plot_grad_norms",
@@ -43,7 +44,13 @@ COLORS: dict[str, str] = {
     "truth": "#333333",  # near black: the data
     "prediction": "#ff7f0e",  # orange: what a model says
     "baseline": "#7f7f7f",  # grey: a reference level, e.g. predicting the mean
+    "sigmoid": "#e377c2",  # pink: a sigmoid gate in a cell diagram
+    "tanh": "#bcbd22",  # olive: a tanh layer in a cell diagram
 }
+
+#: The colour map of sweeps over a quantity (a spectral radius, an input scale): one hue, light to
+#: dark, far from the red, blue and green that mean RNN, LSTM and GRU.
+SEQUENTIAL_CMAP = "Purples"
 
 # Architectures are matched by substring in this order, so "GRU-RNN hybrid" is a GRU and
 # "bi-LSTM" an LSTM; "rnn" comes last because it is part of many names.
@@ -86,6 +93,28 @@ def color_for(name: str, fallback_index: int | None = None) -> str:
         cycle = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
     index = zlib.crc32(key.encode()) if fallback_index is None else fallback_index
     return cycle[index % len(cycle)]
+
+
+def sequential_colors(n: int, cmap: str = SEQUENTIAL_CMAP) -> list[str]:
+    """``n`` colours for a sweep over a quantity, from light (smallest value) to dark (largest).
+
+    A sweep (curves for rho = 0.5, 0.9, 1.0, 1.5, or for growing input scales) is one model seen
+    at several settings, so its curves share one hue and darken as the quantity grows; the
+    architecture colours of :data:`COLORS` stay reserved for telling RNN, LSTM and GRU apart.
+
+    Args:
+        n: how many colours, n >= 1.
+        cmap: a sequential matplotlib colour map; its palest quarter is skipped, so that the
+            lightest curve still shows on white.
+
+    Returns:
+        ``n`` hex colour strings, lightest first.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"sequential_colors: expected a positive int n, got {n!r}")
+    colormap = plt.get_cmap(cmap)
+    positions = [0.95] if n == 1 else np.linspace(0.35, 0.95, int(n))
+    return [to_hex(colormap(float(p))) for p in positions]
 
 
 _LINESTYLES = ("-", "--", ":", "-.")
