@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from companion.models import SIGMOID_GATES, STATE_NAMES, TANH_GATES
+
 __all__ = [
     "SIGMOID_GATES",
     "TANH_GATES",
@@ -37,12 +39,9 @@ __all__ = [
 
 ArrayLike = Union[Tensor, np.ndarray, Sequence[float]]
 
-#: Gates squashed by σ into (0, 1): LSTM input, forget, output; GRU reset and update.
-SIGMOID_GATES = frozenset({"i", "f", "o", "r", "z"})
-#: Gates squashed by tanh into (-1, 1): the LSTM candidate g and the GRU candidate n.
-TANH_GATES = frozenset({"g", "n"})
+# SIGMOID_GATES and TANH_GATES come from companion.models, the one table of gate names.
 #: Entries of a gate record that are states, not gates; :func:`gate_statistics` skips them.
-STATE_ENTRIES = frozenset({"h", "c"})
+STATE_ENTRIES = frozenset(name for names in STATE_NAMES.values() for name in names)
 #: A σ gate counts as saturated below 1 - this or above it; a tanh gate when abs(v) exceeds it.
 SATURATION_THRESHOLD = 0.9
 

@@ -82,6 +82,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from companion._checks import check_int
+
 __all__ = [
     "RNNCell",
     "LSTMCell",
@@ -93,6 +95,11 @@ __all__ = [
     "lstm_step",
     "gru_step",
     "GateRecord",
+    "GATE_NAMES",
+    "STATE_NAMES",
+    "SIGMOID_GATES",
+    "TANH_GATES",
+    "ShapeError",
     "record_gates",
     "count_parameters",
     "expected_parameters",
@@ -105,6 +112,29 @@ GateRecord = dict[str, dict[str, Tensor]]
 State = tuple[Tensor, ...]
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "relu": torch.relu}
+
+#: The gates each architecture records, in the order of its weight blocks (PyTorch's order).
+#: diagnostics, plots and the benchmarks read gate names from here.
+GATE_NAMES: dict[str, tuple[str, ...]] = {
+    "rnn": (),
+    "lstm": ("i", "f", "g", "o"),
+    "gru": ("r", "z", "n"),
+}
+#: The states each architecture records after its gates: h, and c for the LSTM.
+STATE_NAMES: dict[str, tuple[str, ...]] = {"rnn": ("h",), "lstm": ("h", "c"), "gru": ("h",)}
+#: Gates squashed by σ into (0, 1): LSTM input, forget, output; GRU reset and update.
+SIGMOID_GATES = frozenset({"i", "f", "o", "r", "z"})
+#: Gates squashed by tanh into (-1, 1): the LSTM candidate g and the GRU candidate n.
+TANH_GATES = frozenset({"g", "n"})
+
+
+class ShapeError(ValueError, RuntimeError):
+    """A tensor of the wrong shape: the wrong rank, feature size, batch size, number of layers
+    in ``hx``, or an empty sequence.
+
+    It is both a ``ValueError`` (what a bad argument is in Python) and a ``RuntimeError`` (what
+    ``torch.nn`` raises for the same mistakes), so code written for either catches it.
+    """
 
 
 # ------------------------------------------------------------------------------------------------
@@ -241,16 +271,28 @@ def _folded_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_int(owner: str, name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{owner}: expected {name} to be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{owner}: expected {name} greater than zero, got {value}")
+def _check_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``; the rule of :func:`companion._checks.check_int`."""
+    return check_int(owner, name, value, minimum)
 
 
-def _check_bool(owner: str, name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{owner}: expected {name} to be a bool, got {type(value).__name__}")
+def _check_bool(owner: str, name: str, value: Any, int_ok: bool = False) -> bool:
+    """``value`` as a bool; with ``int_ok`` the ints 0 and 1 count as False and True, as
+    torch.nn's layers allow for ``bidirectional`` (not for ``bias`` or ``batch_first``)."""
+    if isinstance(value, bool):
+        return value
+    if int_ok and isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{owner}: expected {name} to be a bool, got {type(value).__name__} {value!r}")
+
+
+def _check_no_projection(owner: str, proj_size: Any) -> None:
+    """RNN and GRU take ``proj_size`` only to refuse it as torch.nn does, with a ValueError."""
+    if proj_size != 0:
+        raise ValueError(
+            f"{owner}: expected proj_size=0 (projections exist only for the LSTM), "
+            f"got proj_size={proj_size!r}"
+        )
 
 
 def _check_nonlinearity(owner: str, nonlinearity: Any) -> None:
@@ -265,10 +307,10 @@ def _check_input(
     if x.dim() not in layouts:
         (rank, layout), *others = layouts.items()
         wanted = " or ".join([f"{rank} dimensions {layout}"] + [f"{r} {lay}" for r, lay in others])
-        raise ValueError(f"{owner}: expected input with {wanted}, got shape {tuple(x.shape)}")
+        raise ShapeError(f"{owner}: expected input with {wanted}, got shape {tuple(x.shape)}")
     _check_like(owner, "input", x, weight, "the weights'", model_can_move=True)
     if x.size(-1) != input_size:
-        raise ValueError(
+        raise ShapeError(
             f"{owner}: expected input with input_size={input_size} features in its last "
             f"dimension, got shape {tuple(x.shape)}"
         )
@@ -319,7 +361,7 @@ def _states_from_hx(
         if not isinstance(s, Tensor):
             raise TypeError(f"{owner}: expected {name} to be a Tensor, got {type(s).__name__}")
         if tuple(s.shape) != expected:
-            raise ValueError(
+            raise ShapeError(
                 f"{owner}: expected {name} of shape {expected} {layout}, got shape {tuple(s.shape)}"
             )
         _check_like(owner, name, s, input, "the input's")
@@ -331,12 +373,68 @@ def _states_from_hx(
 # ------------------------------------------------------------------------------------------------
 
 
-class _CellBase(nn.Module):
-    """Parameters, checks and gate recording shared by the three cells."""
+class _Recurrent(nn.Module):
+    """What cells and layers share: the step and its arguments, initialisation, gate records.
 
+    A subclass names its step function (``_step``) and whether ``b_hh`` folds into the input
+    part (``_fold_bias``; the GRU's cannot, because ``b_hn`` sits inside ``r ⊙ (...)``).
+    """
+
+    _step: Callable[..., tuple[State, State]]
+    _fold_bias: bool = True
     _gates_per_unit: int  # gate blocks in weight_ih: RNN 1, LSTM 4, GRU 3
     _gate_names: tuple[str, ...]
     _state_names: tuple[str, ...] = ("h",)
+    _record_time_dim: int  # the axis of a gate record along which calls are joined
+    hidden_size: int
+
+    def reset_parameters(self) -> None:
+        """Uniform in [-1/√H, 1/√H], in registration order, as torch.nn does (same seed, same
+        weights)."""
+        bound = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def _input_part(
+        self, x: Tensor, w_ih: Tensor, b_ih: Tensor | None, b_hh: Tensor | None
+    ) -> Tensor:
+        """``W_x x + b_x`` (plus ``b_h`` where it folds) for every row of ``x`` at once."""
+        return F.linear(x, w_ih, _folded_bias(b_ih, b_hh) if self._fold_bias else b_ih)
+
+    def _step_args(self, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Any, ...]:
+        """The step's arguments after ``xw_t`` and the state."""
+        return (w_hh.t(),) if self._fold_bias else (w_hh.t(), b_hh)
+
+    def _combine_records(self, calls: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Join the calls' records along the time axis."""
+        if not calls:
+            return {}
+        batch_dim = self._record_time_dim + 1
+        sizes = sorted({call["h"].size(batch_dim) for call in calls})
+        if len(sizes) > 1:
+            raise ValueError(
+                f"record_gates: expected every call of a {type(self).__name__} inside one block to "
+                f"have the same batch size, got batch sizes {sizes}"
+            )
+        joined = {}
+        for name in calls[0]:
+            joined[name] = torch.cat([call[name] for call in calls], dim=self._record_time_dim)
+        return joined
+
+
+class _ElmanStep:
+    """The nonlinearity that RNNCell and RNN pass to :func:`rnn_step`."""
+
+    nonlinearity: str
+
+    def _step_args(self, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Any, ...]:
+        return (w_hh.t(), _ACTIVATIONS[self.nonlinearity])
+
+
+class _CellBase(_Recurrent):
+    """Parameters, checks and gate recording shared by the three cells."""
+
+    _record_time_dim = 0  # records are (steps, N, H)
 
     def __init__(
         self,
@@ -348,12 +446,10 @@ class _CellBase(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        _check_int(owner, "input_size", input_size)
-        _check_int(owner, "hidden_size", hidden_size)
-        _check_bool(owner, "bias", bias)
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.bias = bias
+        self.input_size = _check_int(owner, "input_size", input_size)
+        # torch.nn's cells accept hidden_size=0 and return (N, 0) states; so do these.
+        self.hidden_size = hidden_size = _check_int(owner, "hidden_size", hidden_size, minimum=0)
+        self.bias = bias = _check_bool(owner, "bias", bias)
         rows = self._gates_per_unit * hidden_size
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.weight_ih = nn.Parameter(torch.empty(rows, input_size, **factory))
@@ -367,13 +463,6 @@ class _CellBase(nn.Module):
         # A list while record_gates is active, which every call appends its gates to.
         self._recording: list[dict[str, Tensor]] | None = None
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Uniform in [-1/√H, 1/√H], in registration order, as torch.nn does (same seed, same
-        weights)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -402,27 +491,19 @@ class _CellBase(nn.Module):
         states = _states_from_hx(owner, hx, self._state_names, expected, layout, x)
         return x, states if is_batched else tuple(s.unsqueeze(0) for s in states), is_batched
 
-    def _finish(self, state: State, gates: State, is_batched: bool) -> State:
-        """Record the gates if asked to, and unbatch the state if the input was."""
-        if self._recording is not None:
+    def _cell_step(self, input: Tensor, hx: Any) -> State:
+        """One step of the cell's equations: the new state, unbatched if ``input`` was."""
+        x, state, is_batched = self._prepare(input, hx)
+        xw = self._input_part(x, self.weight_ih, self.bias_ih, self.bias_hh)
+        state, gates = self._step(xw, state, *self._step_args(self.weight_hh, self.bias_hh))
+        if self._recording is not None:  # one (1, N, H) entry per gate and state
             names = self._gate_names + self._state_names
-            self._recording.append({name: v.detach() for name, v in zip(names, gates + state)})
+            values = gates + state
+            self._recording.append({n: v.detach().unsqueeze(0) for n, v in zip(names, values)})
         return state if is_batched else tuple(s.squeeze(0) for s in state)
 
-    def _combine_records(self, calls: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """Stack the calls: (steps, N, H) per gate."""
-        if not calls:
-            return {}
-        sizes = sorted({call["h"].size(0) for call in calls})
-        if len(sizes) > 1:
-            raise ValueError(
-                f"record_gates: expected every call of a {type(self).__name__} inside one block to "
-                f"have the same batch size, got batch sizes {sizes}"
-            )
-        return {name: torch.stack([call[name] for call in calls]) for name in calls[0]}
 
-
-class RNNCell(_CellBase):
+class RNNCell(_ElmanStep, _CellBase):
     """An Elman RNN cell, equation (1.1); a twin of ``torch.nn.RNNCell``.
 
     Args:
@@ -440,8 +521,9 @@ class RNNCell(_CellBase):
     Parameters: ``weight_ih`` (H, H_in), ``weight_hh`` (H, H), ``bias_ih`` and ``bias_hh`` (H,).
     """
 
+    _step = staticmethod(rnn_step)
     _gates_per_unit = 1
-    _gate_names = ()
+    _gate_names = GATE_NAMES["rnn"]
 
     def __init__(
         self,
@@ -457,10 +539,7 @@ class RNNCell(_CellBase):
         self.nonlinearity = nonlinearity
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, state, is_batched = self._prepare(input, hx)
-        xw = F.linear(x, self.weight_ih, _folded_bias(self.bias_ih, self.bias_hh))
-        state, gates = rnn_step(xw, state, self.weight_hh.t(), _ACTIVATIONS[self.nonlinearity])
-        return self._finish(state, gates, is_batched)[0]
+        return self._cell_step(input, hx)[0]
 
 
 class LSTMCell(_CellBase):
@@ -481,17 +560,15 @@ class LSTMCell(_CellBase):
     (4H,), gate blocks in the order i, f, g, o.
     """
 
+    _step = staticmethod(lstm_step)
     _gates_per_unit = 4
-    _gate_names = ("i", "f", "g", "o")
-    _state_names = ("h", "c")
+    _gate_names = GATE_NAMES["lstm"]
+    _state_names = STATE_NAMES["lstm"]
 
     def forward(
         self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
-        x, state, is_batched = self._prepare(input, hx)
-        xw = F.linear(x, self.weight_ih, _folded_bias(self.bias_ih, self.bias_hh))
-        state, gates = lstm_step(xw, state, self.weight_hh.t())
-        h, c = self._finish(state, gates, is_batched)
+        h, c = self._cell_step(input, hx)
         return h, c
 
 
@@ -513,14 +590,13 @@ class GRUCell(_CellBase):
     (3H,), gate blocks in the order r, z, n.
     """
 
+    _step = staticmethod(gru_step)
+    _fold_bias = False
     _gates_per_unit = 3
-    _gate_names = ("r", "z", "n")
+    _gate_names = GATE_NAMES["gru"]
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
-        x, state, is_batched = self._prepare(input, hx)
-        xw = F.linear(x, self.weight_ih, self.bias_ih)
-        state, gates = gru_step(xw, state, self.weight_hh.t(), self.bias_hh)
-        return self._finish(state, gates, is_batched)[0]
+        return self._cell_step(input, hx)[0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -528,12 +604,10 @@ class GRUCell(_CellBase):
 # ------------------------------------------------------------------------------------------------
 
 
-class _LayerBase(nn.Module):
+class _LayerBase(_Recurrent):
     """Parameters, checks, the loops over layers and directions, and gate recording."""
 
-    _gates_per_unit: int
-    _gate_names: tuple[str, ...]
-    _state_names: tuple[str, ...] = ("h",)
+    _record_time_dim = 1  # records are (num_layers·D, L, N, H)
 
     def __init__(
         self,
@@ -549,12 +623,12 @@ class _LayerBase(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        _check_int(owner, "input_size", input_size)
-        _check_int(owner, "hidden_size", hidden_size)
-        _check_int(owner, "num_layers", num_layers)
-        _check_bool(owner, "bias", bias)
-        _check_bool(owner, "batch_first", batch_first)
-        _check_bool(owner, "bidirectional", bidirectional)
+        input_size = _check_int(owner, "input_size", input_size)
+        hidden_size = _check_int(owner, "hidden_size", hidden_size)
+        num_layers = _check_int(owner, "num_layers", num_layers)
+        bias = _check_bool(owner, "bias", bias)
+        batch_first = _check_bool(owner, "batch_first", batch_first)
+        bidirectional = _check_bool(owner, "bidirectional", bidirectional, int_ok=True)
         is_number = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
         if not is_number or not 0 <= dropout <= 1:
             raise ValueError(
@@ -603,13 +677,6 @@ class _LayerBase(nn.Module):
         """The parameters per layer and direction, like torch.nn's ``all_weights``."""
         return [[getattr(self, name) for name in names] for names in self._all_weights]
 
-    def reset_parameters(self) -> None:
-        """Uniform in [-1/√H, 1/√H], in registration order, as torch.nn does (same seed, same
-        weights)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for weight in self.parameters():
-            nn.init.uniform_(weight, -bound, bound)
-
     def flatten_parameters(self) -> None:
         """Does nothing; here because code written for torch.nn's cuDNN layers calls it."""
 
@@ -649,7 +716,7 @@ class _LayerBase(nn.Module):
         else:
             x = input.transpose(0, 1) if self.batch_first else input  # time-major inside
         if x.size(0) == 0:
-            raise ValueError(
+            raise ShapeError(
                 f"{owner}: expected a sequence length of at least 1, got shape {tuple(input.shape)}"
             )
         output, state = self._run_layers(x, self._initial_state(hx, x, is_batched), masks=None)
@@ -737,7 +804,8 @@ class _LayerBase(nn.Module):
 
         ``scan_options`` (reverse, masks, record) go on to :func:`_scan`.
         """
-        raise NotImplementedError
+        xw = self._input_part(x, w_ih, b_ih, b_hh)  # (L, N, G·H): every step's input part at once
+        return _scan(self._step, xw, state, self._step_args(w_hh, b_hh), *scan_options)
 
     def _stack_records(self, records: list[list[State]]) -> dict[str, Tensor]:
         """Per layer and direction, per step, a tuple of gates -> name: (num_layers·D, L, N, H)."""
@@ -747,17 +815,6 @@ class _LayerBase(nn.Module):
             for j, name in enumerate(names)
         }
 
-    def _combine_records(self, calls: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """Join the calls along time: (num_layers·D, total L, N, H) per gate."""
-        if not calls:
-            return {}
-        sizes = sorted({call["h"].size(2) for call in calls})
-        if len(sizes) > 1:
-            raise ValueError(
-                f"record_gates: expected every call of a {type(self).__name__} inside one block to "
-                f"have the same batch size, got batch sizes {sizes}"
-            )
-        return {name: torch.cat([call[name] for call in calls], dim=1) for name in calls[0]}
 
 
 def _pack_like(padded: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
@@ -770,7 +827,7 @@ def _pack_like(padded: Tensor, lengths: Tensor, like: PackedSequence) -> PackedS
     return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
 
-class RNN(_LayerBase):
+class RNN(_ElmanStep, _LayerBase):
     """A multi-layer Elman RNN, equation (1.1); a twin of ``torch.nn.RNN``.
 
     Args:
@@ -797,8 +854,9 @@ class RNN(_LayerBase):
     ``bias_hh_l{k}`` (H,).
     """
 
+    _step = staticmethod(rnn_step)
     _gates_per_unit = 1
-    _gate_names = ()
+    _gate_names = GATE_NAMES["rnn"]
 
     def __init__(
         self,
@@ -812,28 +870,16 @@ class RNN(_LayerBase):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        proj_size: int = 0,
     ) -> None:
         _check_nonlinearity(type(self).__name__, nonlinearity)
+        _check_no_projection(type(self).__name__, proj_size)
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             device, dtype,
         )
         self.nonlinearity = nonlinearity
-
-    def _direction(
-        self,
-        x: Tensor,
-        state: State,
-        w_ih: Tensor,
-        w_hh: Tensor,
-        b_ih: Tensor | None,
-        b_hh: Tensor | None,
-        *scan_options: Any,
-    ) -> tuple[Tensor, State]:
-        # (L, N, H): the input part of every step at once
-        xw = F.linear(x, w_ih, _folded_bias(b_ih, b_hh))
-        params = (w_hh.t(), _ACTIVATIONS[self.nonlinearity])
-        return _scan(rnn_step, xw, state, params, *scan_options)
 
 
 class LSTM(_LayerBase):
@@ -864,9 +910,10 @@ class LSTM(_LayerBase):
     ``bias_hh_l{k}`` (4H,), gate blocks in the order i, f, g, o.
     """
 
+    _step = staticmethod(lstm_step)
     _gates_per_unit = 4
-    _gate_names = ("i", "f", "g", "o")
-    _state_names = ("h", "c")
+    _gate_names = GATE_NAMES["lstm"]
+    _state_names = STATE_NAMES["lstm"]
 
     def __init__(
         self,
@@ -890,20 +937,6 @@ class LSTM(_LayerBase):
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             device, dtype,
         )
-
-    def _direction(
-        self,
-        x: Tensor,
-        state: State,
-        w_ih: Tensor,
-        w_hh: Tensor,
-        b_ih: Tensor | None,
-        b_hh: Tensor | None,
-        *scan_options: Any,
-    ) -> tuple[Tensor, State]:
-        # (L, N, 4H): the input part of every gate at every step at once
-        xw = F.linear(x, w_ih, _folded_bias(b_ih, b_hh))
-        return _scan(lstm_step, xw, state, (w_hh.t(),), *scan_options)
 
 
 class GRU(_LayerBase):
@@ -932,8 +965,10 @@ class GRU(_LayerBase):
     ``bias_hh_l{k}`` (3H,), gate blocks in the order r, z, n.
     """
 
+    _step = staticmethod(gru_step)
+    _fold_bias = False
     _gates_per_unit = 3
-    _gate_names = ("r", "z", "n")
+    _gate_names = GATE_NAMES["gru"]
 
     def __init__(
         self,
@@ -946,25 +981,14 @@ class GRU(_LayerBase):
         bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        proj_size: int = 0,
     ) -> None:
+        _check_no_projection(type(self).__name__, proj_size)
         super().__init__(
             input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
             device, dtype,
         )
-
-    def _direction(
-        self,
-        x: Tensor,
-        state: State,
-        w_ih: Tensor,
-        w_hh: Tensor,
-        b_ih: Tensor | None,
-        b_hh: Tensor | None,
-        *scan_options: Any,
-    ) -> tuple[Tensor, State]:
-        # (L, N, 3H): the input part of every gate at every step at once
-        xw = F.linear(x, w_ih, b_ih)
-        return _scan(gru_step, xw, state, (w_hh.t(), b_hh), *scan_options)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1064,3 +1088,467 @@ def expected_parameters(
             per_direction += 2 * g * hidden_size
         total += directions * per_direction
     return total
+
+
+# ------------------------------------------------------------------------------------------------
+# Gated recurrences today: minGRU and minLSTM (Feng et al., 2024) with a log-space parallel scan
+# (Heinsen, 2023), and the sLSTM cell of xLSTM (Beck et al., 2024).
+#
+#     minGRU    (12.1)  z_t = σ(W_z x_t + b_z)
+#               (12.2)  h̃_t = g(W_h x_t + b_h)
+#               (12.3)  h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
+#     minLSTM   (12.4)  f_t = σ(W_f x_t + b_f),  i_t = σ(W_i x_t + b_i)
+#               (12.5)  f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)
+#               (12.6)  h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ g(W_h x_t + b_h)
+#
+# No gate reads h_{t-1}, so both are the linear recurrence h_t = a_t ⊙ h_{t-1} + b_t, which a
+# prefix scan solves for all t at once. g(x) = x + 1/2 for x ≥ 0 and σ(x) below keeps every b_t,
+# and so every h_t, positive: the scan can then work with logarithms, where products become sums
+# and nothing under- or overflows over thousands of steps.
+# ------------------------------------------------------------------------------------------------
+
+__all__ += [
+    "min_g",
+    "log_min_g",
+    "log_space_scan",
+    "MinGRU",
+    "MinLSTM",
+    "slstm_step",
+    "SLSTMCell",
+    "SLSTM",
+]
+
+_MIN_MODES = ("parallel", "sequential")
+
+
+def min_g(x: Tensor) -> Tensor:
+    """The paper's g: ``x + 1/2`` for x ≥ 0 and ``σ(x)`` below; continuous and always > 0."""
+    return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
+
+
+def log_min_g(x: Tensor) -> Tensor:
+    """``log g(x)``, computed without forming g(x) where that would lose precision.
+
+    For x < 0, log σ(x) = −softplus(−x); the ``relu`` keeps the unused branch finite, so that its
+    gradient (multiplied by zero in ``where``) is not NaN.
+    """
+    return torch.where(x >= 0, torch.log(torch.relu(x) + 0.5), -F.softplus(-x))
+
+
+def log_space_scan(log_a: Tensor, log_b: Tensor, log_h0: Tensor | None = None) -> Tensor:
+    """All h_t of h_t = a_t ⊙ h_{t-1} + b_t at once, for positive a_t and b_t (Heinsen, 2023).
+
+    With A_t = a_1 ⋯ a_t, the recurrence unrolls to h_t = A_t ⊙ (h_0 + Σ_{k≤t} b_k / A_k): a
+    cumulative sum of log a_t gives log A_t, and a cumulative log-sum-exp gives the sum, both of
+    which PyTorch computes in O(log L) parallel depth.
+
+    Args:
+        log_a: (L, ...) log of the decay a_t, time first.
+        log_b: (L, ...) log of the input b_t, same shape.
+        log_h0: (...) log of h_0 (h_0 > 0), or None for h_0 = 0.
+
+    Returns:
+        (L, ...) the states h_1 ... h_L (not their logarithms).
+    """
+    if log_h0 is not None:  # h_0 enters as a b_0 with a_0 = 1
+        log_a = torch.cat([torch.zeros_like(log_h0).unsqueeze(0), log_a])
+        log_b = torch.cat([log_h0.unsqueeze(0), log_b])
+    log_a_star = torch.cumsum(log_a, dim=0)  # log A_t
+    log_h = log_a_star + torch.logcumsumexp(log_b - log_a_star, dim=0)
+    h = torch.exp(log_h)
+    return h if log_h0 is None else h[1:]
+
+
+class _MinBase(nn.Module):
+    """Parameters, checks and the stacking of layers shared by :class:`MinGRU` and
+    :class:`MinLSTM`; subclasses give the gate count and the two forms of one layer."""
+
+    _gates: int  # row blocks in weight_l{k}: minGRU 2 (z, h̃), minLSTM 3 (f, i, h̃)
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        mode: str = "parallel",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        _check_int(owner, "input_size", input_size)
+        _check_int(owner, "hidden_size", hidden_size)
+        _check_int(owner, "num_layers", num_layers)
+        _check_bool(owner, "bias", bias)
+        _check_bool(owner, "batch_first", batch_first)
+        if mode not in _MIN_MODES:
+            raise ValueError(f"{owner}: expected mode 'parallel' or 'sequential', got {mode!r}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.mode = bias, batch_first, mode
+        factory = {"device": device, "dtype": dtype}
+        rows = self._gates * hidden_size
+        for k in range(num_layers):
+            columns = input_size if k == 0 else hidden_size
+            self.register_parameter(
+                f"weight_l{k}", nn.Parameter(torch.empty(rows, columns, **factory))
+            )
+            b = nn.Parameter(torch.empty(rows, **factory)) if bias else None
+            self.register_parameter(f"bias_l{k}", b)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform in [-1/√H, 1/√H], as the other layers."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        s += f", mode={self.mode!r}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        return s if self.bias else s + ", bias=False"
+
+    def forward(self, input: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Run all layers over ``input``; see the class docstring for the shapes."""
+        owner = type(self).__name__
+        if not isinstance(input, Tensor):
+            # PackedSequence lands here too: the scan needs equal lengths.
+            raise TypeError(f"{owner}: expected input to be a Tensor, got {type(input).__name__}")
+        layout = "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
+        _check_input(owner, input, {3: layout, 2: "(L, H_in)"}, self.input_size, self.weight_l0)
+        is_batched = input.dim() == 3
+        x = input if is_batched else input.unsqueeze(1)
+        if is_batched and self.batch_first:
+            x = x.transpose(0, 1)
+        states = self._initial(owner, h0, x, is_batched)
+        finals = []
+        for k in range(self.num_layers):
+            xw = F.linear(x, getattr(self, f"weight_l{k}"), getattr(self, f"bias_l{k}"))
+            x = self._parallel(xw, states[k]) if self.mode == "parallel" else self._sequential(
+                xw, states[k]
+            )
+            finals.append(x[-1])
+        h_n = torch.stack(finals)
+        if not is_batched:
+            return x.squeeze(1), h_n.squeeze(1)
+        return (x.transpose(0, 1) if self.batch_first else x), h_n
+
+    def _initial(self, owner: str, h0: Any, x: Tensor, is_batched: bool) -> list[Tensor | None]:
+        """Check ``h0`` and split it by layer; None stands for zeros."""
+        if h0 is None:
+            return [None] * self.num_layers
+        n = x.size(1)
+        if is_batched:
+            expected, layout = (self.num_layers, n, self.hidden_size), "(num_layers, N, H)"
+        else:
+            expected, layout = (self.num_layers, self.hidden_size), "(num_layers, H) unbatched"
+        (h0,) = _states_from_hx(owner, h0, ("h0",), expected, layout, x)
+        if self.mode == "parallel" and bool((h0 <= 0).any()):
+            # log h_0 must exist; g keeps every state a layer returns positive.
+            raise ValueError(
+                f"{owner}: expected h0 > 0 everywhere in mode='parallel' (the scan takes its "
+                f"logarithm), got minimum {h0.min().item():.3g}; pass None for zeros"
+            )
+        return list(h0 if is_batched else h0.unsqueeze(1))
+
+    def _sequential(self, xw: Tensor, h: Tensor | None) -> Tensor:
+        """One layer as a loop over time, the readable reference: (L, N, G·H) -> (L, N, H)."""
+        raise NotImplementedError
+
+    def _parallel(self, xw: Tensor, h: Tensor | None) -> Tensor:
+        """One layer as a log-space scan over time: (L, N, G·H) -> (L, N, H)."""
+        raise NotImplementedError
+
+
+class MinGRU(_MinBase):
+    """A stack of minGRU layers (Feng et al., 2024), equations (12.1)-(12.3).
+
+    Args:
+        input_size: H_in, the features of x_t.
+        hidden_size: H, the features of h_t.
+        num_layers: stacked layers; layer k > 0 reads the outputs h_t of layer k-1.
+        bias: whether to have the ``bias_l{k}`` parameters.
+        batch_first: input and output are (N, L, ·) instead of (L, N, ·); h0 and h_n are not.
+        mode: ``"parallel"``, a log-space scan over time (:func:`log_space_scan`), or
+            ``"sequential"``, a loop over time. Both compute the same function.
+        device, dtype: where and in which dtype to create the parameters.
+
+    Shapes:
+        input: (L, N, H_in), (N, L, H_in) if batch_first, or (L, H_in) unbatched.
+        h0: (num_layers, N, H), or (num_layers, H) unbatched; zeros if None. In parallel mode
+            every entry must be > 0 (its logarithm is taken); a returned h_n always is.
+        returns: (output, h_n): output (L, N, H) in the input's layout, the last layer's h_t;
+            h_n (num_layers, N, H), the final h of every layer.
+
+    Parameters of layer k: ``weight_l{k}`` (2H, H_in) for k = 0 else (2H, H), rows [W_z; W_h],
+    and ``bias_l{k}`` (2H,): 2H·(H_in + 1) per layer, about a third of a GRU's.
+    """
+
+    _gates = 2
+
+    def _sequential(self, xw: Tensor, h: Tensor | None) -> Tensor:
+        k_z, k_h = xw.chunk(2, dim=-1)
+        z = torch.sigmoid(k_z)  # (12.1) update gate, from x_t alone
+        h_tilde = min_g(k_h)  # (12.2) candidate, positive
+        h = xw.new_zeros(xw.shape[1:-1] + (self.hidden_size,)) if h is None else h
+        outputs = []
+        for z_t, h_tilde_t in zip(z.unbind(0), h_tilde.unbind(0)):
+            h = (1 - z_t) * h + z_t * h_tilde_t  # (12.3)
+            outputs.append(h)
+        return torch.stack(outputs)
+
+    def _parallel(self, xw: Tensor, h: Tensor | None) -> Tensor:
+        k_z, k_h = xw.chunk(2, dim=-1)
+        log_a = -F.softplus(k_z)  # log(1 − z_t) = log σ(−k)
+        log_b = -F.softplus(-k_z) + log_min_g(k_h)  # log z_t + log h̃_t
+        return log_space_scan(log_a, log_b, None if h is None else torch.log(h))
+
+
+class MinLSTM(_MinBase):
+    """A stack of minLSTM layers (Feng et al., 2024), equations (12.4)-(12.6).
+
+    Args, shapes and modes as :class:`MinGRU`.
+
+    Parameters of layer k: ``weight_l{k}`` (3H, H_in) for k = 0 else (3H, H), rows
+    [W_f; W_i; W_h], and ``bias_l{k}`` (3H,): 3H·(H_in + 1) per layer.
+    """
+
+    _gates = 3
+
+    def _sequential(self, xw: Tensor, h: Tensor | None) -> Tensor:
+        k_f, k_i, k_h = xw.chunk(3, dim=-1)
+        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)  # (12.4) gates from x_t alone
+        f, i = f / (f + i), i / (f + i)  # (12.5) normalised: f' + i' = 1
+        h_tilde = min_g(k_h)
+        h = xw.new_zeros(xw.shape[1:-1] + (self.hidden_size,)) if h is None else h
+        outputs = []
+        for f_t, i_t, h_tilde_t in zip(f.unbind(0), i.unbind(0), h_tilde.unbind(0)):
+            h = f_t * h + i_t * h_tilde_t  # (12.6)
+            outputs.append(h)
+        return torch.stack(outputs)
+
+    def _parallel(self, xw: Tensor, h: Tensor | None) -> Tensor:
+        k_f, k_i, k_h = xw.chunk(3, dim=-1)
+        # log f' = log f − log(f + i) = −softplus(log i − log f), written with softplus alone.
+        diff = F.softplus(-k_f) - F.softplus(-k_i)  # log i − log f
+        log_a = -F.softplus(diff)  # log f'
+        log_b = -F.softplus(-diff) + log_min_g(k_h)  # log i' + log h̃
+        return log_space_scan(log_a, log_b, None if h is None else torch.log(h))
+
+
+# ------------------------------------------------------------------------------------------------
+# The sLSTM (Beck et al., 2024): an LSTM with an exponential input gate, a normaliser state n_t
+# and, to keep exp from overflowing, a stabiliser state m_t. Pre-activations ĩ_t, f̃_t, z̃_t, õ_t
+# are W x_t + R h_{t-1} + b, as in the LSTM.
+#
+#     (12.7)   c_t = f_t ⊙ c_{t-1} + i_t ⊙ z_t,   z_t = tanh(z̃_t),  i_t = exp(ĩ_t),  f_t = σ(f̃_t)
+#     (12.8)   n_t = f_t ⊙ n_{t-1} + i_t                                            normaliser
+#     (12.9)   h_t = o_t ⊙ c_t / n_t,               o_t = σ(õ_t)
+#     (12.10)  m_t = max(log f_t + m_{t-1}, ĩ_t)                                    stabiliser
+#     (12.11)  i'_t = exp(ĩ_t − m_t),  f'_t = exp(log f_t + m_{t-1} − m_t)
+#
+# The stabilised form uses i'_t and f'_t in place of i_t and f_t in (12.7)-(12.8): its c_t and
+# n_t are the unstabilised ones times exp(−m_t), so their ratio, and h_t, are the same.
+# ------------------------------------------------------------------------------------------------
+
+
+def slstm_step(
+    xw_t: Tensor, state: State, w_hh_t: Tensor, stabilised: bool = True
+) -> tuple[State, State]:
+    """One sLSTM step, equations (12.7)-(12.11).
+
+    Args:
+        xw_t: (N, 4H) the input part of the four pre-activations, ``W x_t + b``, computed
+            ahead; columns i, f, z, o.
+        state: ``(h_{t-1}, c_{t-1}, n_{t-1}, m_{t-1})``, each (N, H).
+        w_hh_t: (H, 4H) the recurrent weights R of the four, transposed.
+        stabilised: use the stabiliser m_t (12.10)-(12.11); without it i_t = exp(ĩ_t)
+            overflows once ĩ_t passes about 88 in float32, and m_t stays as it came.
+
+    Returns:
+        ``((h_t, c_t, n_t, m_t), (i_t, f_t, z_t, o_t))``, each (N, H); i_t and f_t are the
+        gates actually applied (i'_t and f'_t when stabilised).
+    """
+    h, c, n, m = state
+    i_tilde, f_tilde, z, o = torch.addmm(xw_t, h, w_hh_t).chunk(4, dim=-1)
+    log_f = F.logsigmoid(f_tilde)  # log of the sigmoid forget gate
+    if stabilised:
+        m_new = torch.maximum(log_f + m, i_tilde)  # (12.10)
+        i = torch.exp(i_tilde - m_new)  # (12.11) never above 1
+        f = torch.exp(log_f + m - m_new)
+        m = m_new
+    else:
+        i, f = torch.exp(i_tilde), torch.exp(log_f)
+    z, o = torch.tanh(z), torch.sigmoid(o)
+    c = f * c + i * z  # (12.7)
+    n = f * n + i  # (12.8)
+    h = o * c / n  # (12.9)
+    return (h, c, n, m), (i, f, z, o)
+
+
+class SLSTMCell(nn.Module):
+    """An sLSTM cell, equations (12.7)-(12.11), with full (not block-diagonal) recurrent
+    weights.
+
+    Args:
+        input_size: H_in, the features of x_t.
+        hidden_size: H, the features of h_t.
+        bias: whether to have ``bias`` (4H,).
+        stabilised: use the stabiliser state m_t; ``False`` gives the textbook form, which
+            overflows for large input-gate pre-activations.
+        device, dtype: where and in which dtype to create the parameters.
+
+    Shapes:
+        input: (N, H_in), or (H_in,) unbatched.
+        state: ``(h, c, n, m)``, each (N, H) or (H,) unbatched; zeros if None.
+        returns: the new ``(h, c, n, m)``.
+
+    Parameters: ``weight_ih`` (4H, H_in), ``weight_hh`` (4H, H), ``bias`` (4H,), row blocks
+    i, f, z, o. Initialised uniform in [-1/√H, 1/√H].
+    """
+
+    _state_names = ("h", "c", "n", "m")
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        stabilised: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        _check_int(owner, "input_size", input_size)
+        _check_int(owner, "hidden_size", hidden_size)
+        _check_bool(owner, "bias", bias)
+        _check_bool(owner, "stabilised", stabilised)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.stabilised = stabilised
+        factory = {"device": device, "dtype": dtype}
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size, **factory))
+        b = nn.Parameter(torch.empty(4 * hidden_size, **factory)) if bias else None
+        self.register_parameter("bias", b)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform in [-1/√H, 1/√H], as the other cells."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, stabilised={self.stabilised}"
+
+    def forward(self, input: Tensor, state: Sequence[Tensor] | None = None) -> State:
+        owner = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{owner}: expected input to be a Tensor, got {type(input).__name__}")
+        _check_input(owner, input, {2: "(N, H_in)", 1: "(H_in,)"}, self.input_size, self.weight_ih)
+        is_batched = input.dim() == 2
+        x = input if is_batched else input.unsqueeze(0)
+        states = _slstm_states(owner, state, x, (x.size(0), self.hidden_size), is_batched)
+        xw = F.linear(x, self.weight_ih, self.bias)
+        states, _ = slstm_step(xw, states, self.weight_hh.t(), self.stabilised)
+        return states if is_batched else tuple(s.squeeze(0) for s in states)
+
+
+def _slstm_states(
+    owner: str, state: Any, x: Tensor, shape: tuple[int, ...], is_batched: bool
+) -> State:
+    """Check a user's (h, c, n, m) of ``shape`` (batched) and return it batched; zeros if
+    None."""
+    names = SLSTMCell._state_names
+    if state is None:
+        return tuple(x.new_zeros(shape) for _ in names)
+    if not isinstance(state, (tuple, list)) or len(state) != 4:
+        got = type(state).__name__
+        if isinstance(state, (tuple, list)):
+            got += f" of length {len(state)}"
+        raise TypeError(f"{owner}: expected state to be a tuple (h, c, n, m), got {got}")
+    expected = shape if is_batched else shape[:-2] + shape[-1:]
+    for name, s in zip(names, state):
+        if not isinstance(s, Tensor):
+            raise TypeError(f"{owner}: expected {name} to be a Tensor, got {type(s).__name__}")
+        if tuple(s.shape) != expected:
+            raise ValueError(f"{owner}: expected {name} of shape {expected}, got {tuple(s.shape)}")
+        _check_like(owner, name, s, x, "the input's")
+    return tuple(state) if is_batched else tuple(s.unsqueeze(-2) for s in state)
+
+
+class SLSTM(nn.Module):
+    """A stack of sLSTM layers: :class:`SLSTMCell` run over time.
+
+    Args:
+        input_size, hidden_size, bias, stabilised, device, dtype: as :class:`SLSTMCell`.
+        num_layers: stacked layers; layer k > 0 reads the outputs h_t of layer k-1.
+        batch_first: input and output are (N, L, ·) instead of (L, N, ·); states are not.
+
+    Shapes:
+        input: (L, N, H_in), (N, L, H_in) if batch_first, or (L, H_in) unbatched.
+        state: ``(h, c, n, m)``, each (num_layers, N, H) (or (num_layers, H) unbatched);
+            zeros if None.
+        returns: (output, (h_n, c_n, n_n, m_n)): output (L, N, H) in the input's layout, the
+            last layer's h_t; the final states, each (num_layers, N, H).
+
+    Parameters of layer k: ``cells.{k}.weight_ih``, ``cells.{k}.weight_hh``, ``cells.{k}.bias``
+    as in :class:`SLSTMCell`: 4H·(H_in + H + 1) per layer.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        stabilised: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        _check_int("SLSTM", "num_layers", num_layers)
+        _check_bool("SLSTM", "batch_first", batch_first)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.num_layers, self.batch_first = num_layers, batch_first
+        self.cells = nn.ModuleList(
+            SLSTMCell(input_size if k == 0 else hidden_size, hidden_size, bias, stabilised,
+                      device, dtype)
+            for k in range(num_layers)
+        )
+
+    def forward(
+        self, input: Tensor, state: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, State]:
+        """Run all layers over ``input``; see the class docstring for the shapes."""
+        owner = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{owner}: expected input to be a Tensor, got {type(input).__name__}")
+        layout = "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
+        first = self.cells[0]
+        _check_input(owner, input, {3: layout, 2: "(L, H_in)"}, self.input_size, first.weight_ih)
+        is_batched = input.dim() == 3
+        x = input if is_batched else input.unsqueeze(1)
+        if is_batched and self.batch_first:
+            x = x.transpose(0, 1)
+        shape = (self.num_layers, x.size(1), self.hidden_size)
+        states = _slstm_states(owner, state, x, shape, is_batched)
+        finals = []
+        for k, cell in enumerate(self.cells):
+            xw = F.linear(x, cell.weight_ih, cell.bias)  # the input part of every step at once
+            s = tuple(v[k] for v in states)
+            outputs = []
+            for xw_t in xw.unbind(0):
+                s, _ = slstm_step(xw_t, s, cell.weight_hh.t(), cell.stabilised)
+                outputs.append(s[0])
+            x = torch.stack(outputs)
+            finals.append(s)
+        final = tuple(torch.stack(v) for v in zip(*finals))
+        if not is_batched:
+            return x.squeeze(1), tuple(v.squeeze(1) for v in final)
+        return (x.transpose(0, 1) if self.batch_first else x), final

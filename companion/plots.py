@@ -22,6 +22,8 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from companion.models import SIGMOID_GATES, TANH_GATES
+
 __all__ = [
     "COLORS",
     "color_for",
@@ -57,8 +59,8 @@ SEQUENTIAL_CMAP = "Purples"
 _ARCHITECTURES = ("lstm", "gru", "rnn")
 
 # Sigmoid gates live in [0, 1]; tanh gates and h in [-1, 1]; c is unbounded.
-_SIGMOID_GATES = frozenset({"i", "f", "o", "r", "z"})
-_TANH_ENTRIES = frozenset({"g", "n", "h"})
+_SIGMOID_GATES = SIGMOID_GATES
+_TANH_ENTRIES = TANH_GATES | {"h"}
 
 
 def color_for(name: str, fallback_index: int | None = None) -> str:

@@ -105,6 +105,8 @@ def test_layer_signatures_match_torch(kind: str) -> None:
     if kind == "LSTM":
         expected.append(("proj_size", 0))
     expected += [("device", None), ("dtype", None)]
+    if kind != "LSTM":  # accepted as a keyword only, to refuse it with torch's ValueError
+        expected.append(("proj_size", 0))
     assert signature(LAYERS[kind][0]) == expected
 
 
@@ -486,13 +488,20 @@ CONSTRUCTOR_ERRORS = [
     case(lambda: m.GRU(3, 5, dropout=1.5), ValueError,
          r"GRU: expected dropout to be a probability in \[0, 1\], got 1.5", id="dropout"),
     case(lambda: m.GRU(3, 0), ValueError,
-         r"GRU: expected hidden_size greater than zero, got 0", id="hidden-size"),
+         r"GRU: expected hidden_size >= 1, got 0", id="hidden-size"),
     case(lambda: m.LSTMCell(3.0, 5), TypeError,
-         r"LSTMCell: expected input_size to be an int, got float", id="input-size-type"),
+         r"LSTMCell: expected an int input_size, got float 3.0", id="input-size-type"),
     case(lambda: m.RNN(3, 5, num_layers=0), ValueError,
-         r"RNN: expected num_layers greater than zero, got 0", id="num-layers"),
+         r"RNN: expected num_layers >= 1, got 0", id="num-layers"),
     case(lambda: m.LSTM(3, 5, batch_first=1), TypeError,
-         r"LSTM: expected batch_first to be a bool, got int", id="batch-first-type"),
+         r"LSTM: expected batch_first to be a bool, got int 1", id="batch-first-type"),
+    case(lambda: m.LSTM(3, 5, bidirectional=2), TypeError,
+         r"LSTM: expected bidirectional to be a bool, got int 2", id="bidirectional-2"),
+    case(lambda: m.GRU(3, 5, proj_size=2), ValueError,
+         r"GRU: expected proj_size=0 \(projections exist only for the LSTM\), got proj_size=2",
+         id="gru-proj-size"),
+    case(lambda: m.RNN(3, 5, proj_size=1), ValueError, r"RNN: expected proj_size=0",
+         id="rnn-proj-size"),
     case(lambda: m.expected_parameters("transformer", 3, 5), ValueError,
          r"expected_parameters: expected kind 'rnn', 'lstm' or 'gru', got 'transformer'", id="kind"),
     case(lambda: m.record_gates(nn.LSTM(3, 5)).__enter__(), ValueError,
@@ -517,6 +526,73 @@ def test_packed_input_is_checked_too() -> None:
     packed = pack_padded_sequence(x(4, 2, 3), torch.tensor([4, 2]))
     with pytest.raises(ValueError, match=r"GRU: expected h_0 of shape \(1, 2, 4\)"):
         m.GRU(3, 4)(packed, zeros(1, 3, 4))
+
+
+# --- drop-in for torch.nn: the same error types, the same edge cases -----------------------------
+
+# Shape mistakes that torch.nn answers with RuntimeError. Each is run against torch.nn too, so the
+# test breaks if torch changes its mind rather than silently testing our own idea of torch.
+SHAPE_ATTACKS = {
+    "input-size": ("GRU", (3, 5), lambda: (x(6, 2, 4),)),
+    "hidden-size": ("LSTM", (3, 5), lambda: (x(6, 2, 3), (zeros(1, 2, 4), zeros(1, 2, 4)))),
+    "batch-size": ("RNN", (3, 5), lambda: (x(6, 2, 3), zeros(1, 3, 5))),
+    "layers-in-hx": ("GRU", (3, 5, 2), lambda: (x(6, 2, 3), zeros(1, 2, 5))),
+    "unbatched-hx-rank": ("RNN", (3, 5), lambda: (x(6, 3), zeros(1, 1, 5))),
+    "length-0": ("LSTM", (3, 5), lambda: (x(0, 2, 3),)),
+    "cell-input-size": ("GRUCell", (3, 5), lambda: (x(2, 4),)),
+    "cell-batch-size": ("LSTMCell", (3, 5), lambda: (x(2, 3), (zeros(3, 5), zeros(3, 5)))),
+}
+
+
+@pytest.mark.parametrize("attack", list(SHAPE_ATTACKS))
+def test_shape_errors_are_runtime_errors_as_in_torch(attack: str) -> None:
+    kind, args, make_inputs = SHAPE_ATTACKS[attack]
+    ours, reference = twins(kind, *args)
+    inputs = make_inputs()
+    with pytest.raises(RuntimeError):
+        reference(*inputs)
+    with pytest.raises(RuntimeError) as caught:  # what torch's own tests catch
+        ours(*inputs)
+    # ... while staying a ValueError with our message, for code written against companion.
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, m.ShapeError)
+    assert str(caught.value).startswith(f"{kind}: expected")
+
+
+@pytest.mark.parametrize("kind", list(CELLS))
+def test_cells_accept_hidden_size_zero_like_torch(kind: str) -> None:
+    ours, reference = twins(kind, 3, 0)
+    ours_out, torch_out = ours(x(2, 3)), reference(x(2, 3))
+    ours_out = ours_out if isinstance(ours_out, tuple) else (ours_out,)
+    torch_out = torch_out if isinstance(torch_out, tuple) else (torch_out,)
+    assert [t.shape for t in ours_out] == [t.shape for t in torch_out] == [(2, 0)] * len(ours_out)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "GRU"])
+def test_proj_size_on_rnn_and_gru_is_a_value_error_like_torch(kind: str) -> None:
+    ours_cls, torch_cls = LAYERS[kind]
+    with pytest.raises(ValueError):
+        torch_cls(3, 5, proj_size=2)
+    with pytest.raises(ValueError, match=f"{kind}: expected proj_size=0"):
+        ours_cls(3, 5, proj_size=2)
+    assert ours_cls(3, 5, proj_size=0).proj_size == 0
+
+
+def test_bidirectional_accepts_1_like_torch() -> None:
+    nn.GRU(3, 4, bidirectional=1)  # torch's constructor takes it (its forward then fails)
+    reference = nn.GRU(3, 4, bidirectional=True)
+    ours = m.GRU(3, 4, bidirectional=1)
+    ours.load_state_dict(reference.state_dict())
+    assert ours.bidirectional is True and ours.num_directions == 2
+    inputs = x(5, 2, 3)
+    torch.testing.assert_close(ours(inputs)[0], reference(inputs)[0], **TOL)
+
+
+def test_numpy_integers_are_accepted_as_sizes() -> None:
+    np = pytest.importorskip("numpy")
+    layer = m.LSTM(np.int64(3), np.int32(5), num_layers=np.int64(2))
+    cell = m.GRUCell(np.int64(3), np.int64(5))
+    assert type(layer.hidden_size) is int and type(cell.input_size) is int
+    assert layer(x(4, 2, 3))[0].shape == (4, 2, 5)
 
 
 # --- gate recording ------------------------------------------------------------------------------
