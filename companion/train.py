@@ -1,4 +1,4 @@
-"""A training loop for the book's recurrent models: progress bar, history, TBPTT and checkpoints.
+"""A training loop for the book's recurrent models: progress bar, history, TBPTT.
 
 Every chapter trains with the same few lines::
 
@@ -11,7 +11,9 @@ The loop is deliberately small enough to read in one sitting (as in nanoGPT's ``
 it adds to the textbook loop are the things recurrent networks need: gradient clipping with the
 norm recorded before clipping (exploding gradients show up in ``history["grad_norm"]``), truncated
 backpropagation through time with a carried state (``stateful=True``), closure optimizers such as
-L-BFGS, and a loud failure when the loss becomes NaN.
+L-BFGS, and a loud failure, with the weights untouched, when the loss or a gradient is not finite.
+Checkpoints live in :mod:`companion.checkpoints`; ``save_checkpoint`` and ``load_checkpoint`` are
+importable from here too.
 
 Batches
 -------
@@ -31,18 +33,21 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from dataclasses import dataclass
 from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 from tqdm import tqdm
+
+from companion._checks import check_int
+from companion.checkpoints import load_checkpoint, save_checkpoint
 
 __all__ = [
     "History",
@@ -366,26 +371,241 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
 
 
 # --------------------------------------------------------------------------------------------------
-# Training
+# Training: argument checks, one step, one epoch, the loop
 # --------------------------------------------------------------------------------------------------
 
 
-def _grad_norm(params: list[nn.Parameter], clip: float | None) -> Tensor:
-    """Total 2-norm of all gradients (before clipping), clipping them to ``clip`` if given."""
-    grads = [p.grad for p in params if p.grad is not None]
+@dataclass
+class _Run:
+    """What every step of one :func:`fit` needs, checked once by :func:`_prepare_run`."""
+
+    model: nn.Module
+    loss_fn: Callable[[Any, Any], Tensor]
+    optimizer: torch.optim.Optimizer
+    params: list[nn.Parameter]
+    param_names: list[str]
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    scaler: Any
+    clip: float | None
+    stateful: bool
+    use_closure: bool
+    metrics: dict[str, Metric]
+
+
+def _check_clip(clip_grad_norm: Any) -> float | None:
+    if clip_grad_norm is None:
+        return None
+    is_number = isinstance(clip_grad_norm, numbers.Real) and not isinstance(clip_grad_norm, bool)
+    if not is_number or not math.isfinite(clip_grad_norm) or clip_grad_norm <= 0:
+        raise ValueError(
+            f"fit: expected clip_grad_norm to be a positive number or None, got "
+            f"{type(clip_grad_norm).__name__} {clip_grad_norm!r}"
+        )
+    return float(clip_grad_norm)
+
+
+def _check_not_empty(data: Iterable[Any], name: str) -> None:
+    """Refuse data without a single batch now, not after an epoch of training."""
+    if isinstance(data, Sized):
+        empty = len(data) == 0
+    else:  # re-iterable (checked before): a fresh iterator costs one batch
+        empty = next(iter(data), _NOTHING) is _NOTHING
+    if empty:
+        raise ValueError(f"fit: {name} yielded no batches; expected at least one")
+
+
+_NOTHING = object()
+
+
+def _parameter_names(model: nn.Module, params: list[nn.Parameter]) -> list[str]:
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [names.get(id(p), f"optimizer parameter {i}") for i, p in enumerate(params)]
+
+
+def _prepare_run(model: nn.Module, optimizer: Any, loss_fn: Any, clip_grad_norm: Any,
+                 device: DeviceLike, metrics: Any, stateful: bool, amp: Any,
+                 closure: bool | None) -> _Run:
+    if not callable(loss_fn):
+        raise TypeError(f"fit: expected loss_fn to be callable(prediction, y), got {loss_fn!r}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"fit: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    clip = _check_clip(clip_grad_norm)
+    metrics = _check_metrics(metrics, "fit")
+    device = _resolve_device(model, device)
+    use_closure = isinstance(optimizer, torch.optim.LBFGS) if closure is None else bool(closure)
+    amp_dtype, scaler = _amp_setup(amp, device, use_closure)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return _Run(model, loss_fn, optimizer, params, _parameter_names(model, params), device,
+                amp_dtype, scaler, clip, stateful, use_closure, metrics)
+
+
+def _grad_norm(run: _Run, where: str) -> Tensor:
+    """Total 2-norm of all gradients before clipping, clipping them to ``run.clip`` if set.
+
+    Unless a ``GradScaler`` skips such steps itself, a non-finite norm raises (see
+    :func:`_nonfinite_grads`) before the gradients are clipped or any weight moves."""
+    grads = [p.grad for p in run.params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    if clip is not None:
-        return torch.nn.utils.clip_grad_norm_(params, clip)  # returns the norm before clipping
+    check = run.scaler is None
+    if run.clip is not None:
+        try:  # error_if_nonfinite checks before it scales the gradients
+            return torch.nn.utils.clip_grad_norm_(run.params, run.clip, error_if_nonfinite=check)
+        except RuntimeError as err:
+            if "non-finite" not in str(err):
+                raise
+            raise _nonfinite_grads(run, math.nan, where) from None
     norms = [torch.linalg.vector_norm(g.detach(), 2.0) for g in grads]
-    return torch.linalg.vector_norm(torch.stack(norms), 2.0)
+    norm = torch.linalg.vector_norm(torch.stack(norms), 2.0)
+    if check and not torch.isfinite(norm):
+        raise _nonfinite_grads(run, norm.item(), where)
+    return norm
 
 
-def _nonfinite_error(value: float, epoch: int, batch: int, clip: float | None) -> FloatingPointError:
+def _nonfinite_grads(run: _Run, norm: float, where: str) -> FloatingPointError:
+    bad = [name for p, name in zip(run.params, run.param_names)
+           if p.grad is not None and not torch.isfinite(p.grad).all()]
+    return FloatingPointError(
+        f"fit: the gradient norm became {norm} at {where} (0-based), with non-finite gradients in "
+        f"{', '.join(bad) or 'no single parameter (the sum overflowed)'}; the weights are as they "
+        f"were before this step. Look for an operation without a finite derivative at some input "
+        f"(sqrt or log at 0), or try a lower learning rate or clip_grad_norm=1.0"
+    )
+
+
+def _nonfinite_loss(value: float, where: str, clip: float | None) -> FloatingPointError:
     advice = ("try a lower learning rate" if clip is not None
               else "try a lower learning rate or clip_grad_norm=1.0")
-    return FloatingPointError(
-        f"fit: the training loss became {value} at epoch {epoch}, batch {batch} (0-based); {advice}")
+    return FloatingPointError(f"fit: the training loss became {value} at {where} (0-based); "
+                              f"{advice}")
+
+
+def _forward_loss(run: _Run, inputs: tuple[Any, ...], y: Any, state: Any,
+                  where: str) -> tuple[Tensor, float, Any, Any]:
+    """Zero the grads, run the model on one batch, and refuse a non-finite loss."""
+    run.optimizer.zero_grad(set_to_none=True)
+    with _autocast(run.device, run.amp_dtype):
+        pred, new_state = _forward(run.model, inputs, state, run.stateful, "fit")
+        loss = run.loss_fn(pred, y)
+    value = _scalar(loss, "the value of loss_fn")
+    if not math.isfinite(value):
+        raise _nonfinite_loss(value, where, run.clip)
+    return loss, value, pred, new_state
+
+
+def _train_step(run: _Run, inputs: tuple[Any, ...], y: Any, state: Any,
+                where: str) -> tuple[float, Any, Any, Tensor]:
+    """One optimizer step on one batch: with a closure (L-BFGS), a ``GradScaler`` (float16), or
+    plainly. Returns the loss, the prediction, the model's new state and the gradient norm.
+
+    A non-finite loss or gradient raises ``FloatingPointError`` with the weights as they were
+    before the step: the plain and scaler steps check before ``optimizer.step()``; a closure step
+    may have moved the weights during its line search, so they are put back."""
+    if run.use_closure:
+        evaluations: list[tuple[float, Any, Any, Tensor]] = []
+
+        def step_closure() -> Tensor:
+            loss, value, pred, new_state = _forward_loss(run, inputs, y, state, where)
+            loss.backward()
+            evaluations.append((value, pred, new_state, _grad_norm(run, where)))
+            return loss
+
+        before = [p.detach().clone() for p in run.params]
+        try:
+            run.optimizer.step(step_closure)
+        except BaseException:
+            with torch.no_grad():
+                for p, saved in zip(run.params, before):
+                    p.copy_(saved)
+            raise
+        value, pred, _, norm = evaluations[0]  # the loss and norm where the step started
+        return value, pred, evaluations[-1][2], norm  # the state where it ended
+
+    loss, value, pred, new_state = _forward_loss(run, inputs, y, state, where)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)  # so the norm and the clipping see true grads
+        norm = _grad_norm(run, where)
+        run.scaler.step(run.optimizer)  # skipped if the grads overflowed
+        run.scaler.update()
+    else:
+        loss.backward()
+        norm = _grad_norm(run, where)
+        run.optimizer.step()
+    return value, pred, new_state, norm
+
+
+def _check_constant_batch(n: int, previous: int | None, index: int, where: str) -> None:
+    """A carried state has the previous batch's size; a batch of another size cannot use it."""
+    if previous is not None and n != previous:
+        raise ValueError(
+            f"{where}: stateful=True carries the state from batch to batch, so every batch must "
+            f"have the same size; batch {index} (0-based) has {n} after batches of {previous} "
+            f"(a short last batch?). Use DataLoader(..., drop_last=True) or a batch size that "
+            f"divides the number of sequences"
+        )
+
+
+def _train_epoch(run: _Run, train_data: Iterable[Any], epoch: int, progress: _Progress,
+                 with_metrics: bool) -> tuple[dict[str, Any], dict[str, float]]:
+    """One pass over ``train_data``: the epoch's losses and metrics, and its step statistics
+    (mean gradient norm, learning rate), which go after the validation scores in the record."""
+    run.model.train()
+    state, previous = None, None  # each epoch starts the sequences afresh
+    loss_sum, count = 0.0, 0
+    metric_sums = dict.fromkeys(run.metrics, 0.0) if with_metrics else {}
+    norms: list[Tensor] = []
+    for index, batch in enumerate(train_data):
+        progress.batch = index
+        inputs, y = _split_batch(batch, "fit")
+        inputs, y = to_device(inputs, run.device), to_device(y, run.device)
+        n = _batch_size(y)
+        if run.stateful:
+            _check_constant_batch(n, previous, index, "fit")
+            previous = n
+        value, pred, new_state, norm = _train_step(
+            run, inputs, y, state, f"epoch {epoch}, batch {index}"
+        )
+        state = detach_state(new_state) if run.stateful else None
+        loss_sum += value * n
+        count += n
+        norms.append(norm.detach().float().cpu())  # the loss's .item() synced already
+        with torch.no_grad():
+            for name in metric_sums:
+                score = run.metrics[name](_for_metric(pred), y)
+                metric_sums[name] += _scalar(score, f"metric {name!r}") * n
+    if count == 0:
+        raise ValueError(f"fit: train_data yielded no batches in epoch {epoch}")
+    norm_values = torch.stack(norms)
+    norm_values = norm_values[torch.isfinite(norm_values)]  # steps a GradScaler skipped
+    record: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / count}
+    record.update({f"train_{k}": s / count for k, s in metric_sums.items()})
+    steps = {
+        "grad_norm": norm_values.mean().item() if norm_values.numel() else math.nan,
+        "lr": float(run.optimizer.param_groups[0]["lr"]),
+    }
+    return record, steps
+
+
+@dataclass
+class _Progress:
+    """Where the loop is, for the messages of an interrupted or failed run."""
+
+    epoch: int
+    batch: int = -1
+    phase: str = "training"
+
+    def describe(self) -> str:
+        at = f"batch {self.batch}" if self.phase == "training" else self.phase
+        return f"epoch {self.epoch} ({at})"
+
+
+def _step_scheduler(scheduler: Any, record: Mapping[str, Any]) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(record.get("val_loss", record["train_loss"]))
+    else:
+        scheduler.step()
 
 
 def fit(
@@ -416,9 +636,11 @@ def fit(
             x ``(N, L, H_in)`` and y ``(N, ...)``; or a single batch ``(x, y)`` of tensors.
         loss_fn: ``loss_fn(prediction, y) -> scalar tensor``, a batch mean (``nn.MSELoss()``).
         optimizer: any ``torch.optim`` optimizer; ``torch.optim.LBFGS`` is stepped with a closure.
-        epochs: number of passes over ``train_data``.
-        val_data: batches to compute ``val_loss`` (and ``val_<metric>``) on after every epoch.
-        clip_grad_norm: clip the total gradient norm to this value (``clip_grad_norm_``).
+        epochs: number of passes over ``train_data`` (an int >= 0).
+        val_data: batches to compute ``val_loss`` (and ``val_<metric>``) on after every epoch;
+            it must hold at least one batch.
+        clip_grad_norm: clip the total gradient norm to this positive number
+            (``clip_grad_norm_``).
         device: where to train; the model is moved there. Default: the device of the model's
             first parameter, so ``model.to(device)`` before ``fit`` is all it takes.
         metrics: ``{name: metric(prediction, y) -> float}``, batch means. Computed on ``val_data``
@@ -428,7 +650,7 @@ def fit(
         stateful: truncated BPTT. The state returned for one batch is detached and passed to the
             model with the next batch; it is reset to ``None`` at the start of every epoch (and of
             the validation pass). Batches must then be consecutive chunks of the same sequences,
-            as ``companion.data.lm_batches`` yields them.
+            as ``companion.data.lm_batches`` yields them, all of one size.
         amp: mixed precision on CUDA: ``True`` autocasts to bfloat16 where the GPU supports it,
             else to float16 with a ``GradScaler``; ``torch.float16`` / ``torch.bfloat16`` choose.
             On the CPU or MPS it warns and trains in float32 (CPU bfloat16 autocast is slow for
@@ -439,7 +661,8 @@ def fit(
             ``torch.optim.LBFGS``". The recorded loss and gradient norm are those of the first
             evaluation, at the parameters the step started from.
         history: a history to append to (resuming training); epochs and times continue from its
-            last record.
+            last record. To resume exactly, restore it with :func:`load_checkpoint`
+            (``restore_rng=True``, with the scheduler).
 
     Returns:
         The history, one record per completed epoch (see :class:`History`); ``lr`` is the learning
@@ -448,27 +671,24 @@ def fit(
         out). On Ctrl-C the epochs completed so far are returned with ``interrupted=True``.
 
     Raises:
-        FloatingPointError: when a training loss is NaN or infinite, naming epoch and batch; the
-            parameters are left as they were before that batch's step.
+        FloatingPointError: when a training loss or the gradient norm is NaN or infinite, naming
+            epoch and batch (and the parameters whose gradients are not finite); the parameters
+            are left as they were before that batch's step, with every optimizer (with a
+            ``GradScaler``, non-finite gradients are its business: it skips the step).
+        ValueError: for a stateful run whose batches change size, and for empty data.
+
+        Whatever the error, the epochs completed before it are kept: in ``history`` if one was
+        passed in, and always as the ``history`` attribute of the raised exception.
     """
-    where = "fit"
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
-        raise ValueError(f"fit: expected epochs to be an int >= 0, got {epochs!r}")
-    if clip_grad_norm is not None and not clip_grad_norm > 0:
-        raise ValueError(f"fit: expected clip_grad_norm to be a positive number or None, "
-                         f"got {clip_grad_norm!r}")
-    if not callable(loss_fn):
-        raise TypeError(f"fit: expected loss_fn to be callable(prediction, y), got {loss_fn!r}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"fit: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    metrics = _check_metrics(metrics, where)
-    train_data = _as_batches(train_data, where, "train_data", epochs)
+    epochs = check_int("fit", "epochs", epochs, minimum=0)
+    run = _prepare_run(model, optimizer, loss_fn, clip_grad_norm, device, metrics, stateful, amp,
+                       closure)
+    train_data = _as_batches(train_data, "fit", "train_data", epochs)
     if val_data is not None:
-        val_data = _as_batches(val_data, where, "val_data", epochs)
-    device = _resolve_device(model, device)
-    use_closure = isinstance(optimizer, torch.optim.LBFGS) if closure is None else bool(closure)
-    amp_dtype, scaler = _amp_setup(amp, device, use_closure)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+        val_data = _as_batches(val_data, "fit", "val_data", epochs)
+        _check_not_empty(val_data, "val_data")
+    if epochs:
+        _check_not_empty(train_data, "train_data")
 
     history = History() if history is None else history
     history.interrupted = False
@@ -477,105 +697,35 @@ def fit(
     start = time.perf_counter()
     was_training = model.training
     bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not progress)
-    epoch, batch_index, phase = epoch_offset, -1, "training"
-
+    where = _Progress(epoch_offset)
     try:
         for epoch in range(epoch_offset + 1, epoch_offset + epochs + 1):
-            model.train()
-            phase = "training"
-            state = None  # each epoch starts the sequences afresh
-            loss_sum, count = 0.0, 0
-            metric_sums = dict.fromkeys(metrics, 0.0)
-            norms: list[Tensor] = []
-
-            for batch_index, batch in enumerate(train_data):
-                inputs, y = _split_batch(batch, where)
-                inputs, y = to_device(inputs, device), to_device(y, device)
-                n = _batch_size(y)
-
-                def forward_loss() -> tuple[Tensor, float, Any, Any]:
-                    """Zero the grads, run the model on this batch, and refuse a non-finite loss."""
-                    optimizer.zero_grad(set_to_none=True)
-                    with _autocast(device, amp_dtype):
-                        pred, new_state = _forward(model, inputs, state, stateful, where)
-                        loss = loss_fn(pred, y)
-                    value = _scalar(loss, "the value of loss_fn")
-                    if not math.isfinite(value):
-                        raise _nonfinite_error(value, epoch, batch_index, clip_grad_norm)
-                    return loss, value, pred, new_state
-
-                if use_closure:
-                    evaluations: list[tuple[float, Any, Any, Tensor]] = []
-
-                    def step_closure() -> Tensor:
-                        loss, value, pred, new_state = forward_loss()
-                        loss.backward()
-                        norm = _grad_norm(params, clip_grad_norm)
-                        evaluations.append((value, pred, new_state, norm))
-                        return loss
-
-                    optimizer.step(step_closure)
-                    value, pred, _, norm = evaluations[0]
-                    new_state = evaluations[-1][2]  # computed at the parameters the step ended at
-                else:
-                    loss, value, pred, new_state = forward_loss()
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.unscale_(optimizer)  # so the norm and the clipping see true grads
-                        norm = _grad_norm(params, clip_grad_norm)
-                        scaler.step(optimizer)  # skipped if the grads overflowed
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        norm = _grad_norm(params, clip_grad_norm)
-                        optimizer.step()
-
-                state = detach_state(new_state) if stateful else None
-                loss_sum += value * n
-                count += n
-                norms.append(norm.detach().float().cpu())  # the loss's .item() synced already
-                if metrics and val_data is None:
-                    with torch.no_grad():
-                        for name, metric in metrics.items():
-                            metric_sums[name] += _scalar(metric(_for_metric(pred), y),
-                                                         f"metric {name!r}") * n
-
-            if count == 0:
-                raise ValueError(f"fit: train_data yielded no batches in epoch {epoch}")
-            record: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / count}
-            if val_data is None:
-                record.update({f"train_{k}": s / count for k, s in metric_sums.items()})
-            else:
-                phase = "validation"
-                scores = evaluate(model, val_data, loss_fn=loss_fn, metrics=metrics,
-                                  device=device, stateful=stateful)
+            where.epoch, where.phase = epoch, "training"
+            record, steps = _train_epoch(run, train_data, epoch, where, val_data is None)
+            if val_data is not None:
+                where.phase = "validation"
+                scores = evaluate(model, val_data, loss_fn=loss_fn, metrics=run.metrics,
+                                  device=run.device, stateful=stateful)
                 record.update({f"val_{k}": v for k, v in scores.items()})
-                model.train()
-            norm_values = torch.stack(norms)
-            norm_values = norm_values[torch.isfinite(norm_values)]
-            record["grad_norm"] = norm_values.mean().item() if norm_values.numel() else math.nan
-            record["lr"] = float(optimizer.param_groups[0]["lr"])
+            record.update(steps)
             if scheduler is not None:
-                phase = "the scheduler step"
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(record.get("val_loss", record["train_loss"]))
-                else:
-                    scheduler.step()
+                where.phase = "the scheduler step"
+                _step_scheduler(scheduler, record)
             record["time"] = time_offset + time.perf_counter() - start
             history.append(record)
-
-            postfix = {"train_loss": f"{record['train_loss']:.4g}"}
-            if "val_loss" in record:
-                postfix["val_loss"] = f"{record['val_loss']:.4g}"
-            bar.set_postfix(postfix, refresh=False)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.endswith("_loss")},
+                            refresh=False)
             bar.update(1)
     except KeyboardInterrupt:
         history.interrupted = True
         bar.close()
-        at = f"batch {batch_index}" if phase == "training" else phase
         done = len(history) - epoch_offset
-        print(f"fit: interrupted in epoch {epoch} ({at}); returning the history of the "
+        print(f"fit: interrupted in {where.describe()}; returning the history of the "
               f"{done} completed epoch{'s' if done != 1 else ''} (history.interrupted = True)")
+    except Exception as err:
+        with contextlib.suppress(AttributeError):  # a few C-level exceptions take no attributes
+            err.history = history  # type: ignore[attr-defined]
+        raise
     finally:
         bar.close()
         model.train(was_training)
@@ -617,13 +767,16 @@ def evaluate(
     count = 0
     try:
         with torch.no_grad():
-            state = None
-            for batch in batches:
+            state, previous = None, None
+            for index, batch in enumerate(batches):
                 inputs, y = _split_batch(batch, where)
                 inputs, y = to_device(inputs, device), to_device(y, device)
+                n = _batch_size(y)
+                if stateful:
+                    _check_constant_batch(n, previous, index, where)
+                    previous = n
                 pred, new_state = _forward(model, inputs, state, stateful, where)
                 state = new_state if stateful else None
-                n = _batch_size(y)
                 sums["loss"] += _scalar(loss_fn(pred, y), "the value of loss_fn") * n
                 for name, metric in metrics.items():
                     sums[name] += _scalar(metric(_for_metric(pred), y), f"metric {name!r}") * n
@@ -699,129 +852,3 @@ def predict(
     if not outputs:
         raise ValueError("predict: x_or_data yielded no batches")
     return torch.cat(outputs, dim=dim)
-
-
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------
-
-
-def _check_json_like(value: Any, where: str) -> None:
-    """Raise unless ``value`` is built from dict (str keys), list, tuple, str, int, float, bool,
-    None: what both ``json`` and ``torch.load(weights_only=True)`` accept."""
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_json_like(item, f"{where}[{i}]")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise TypeError(f"save_checkpoint: expected str keys in {where}, "
-                                f"got {type(key).__name__} key {key!r}")
-            _check_json_like(item, f"{where}[{key!r}]")
-        return
-    raise TypeError(f"save_checkpoint: expected {where} to be JSON-like (dict, list, str, int, "
-                    f"float, bool, None), got {type(value).__name__}; convert it first "
-                    f"(e.g. float(x), str(x))")
-
-
-def _companion_version() -> str:
-    import companion  # lazily: companion/__init__ may import this module
-
-    return str(getattr(companion, "__version__", "unknown"))
-
-
-def save_checkpoint(
-    path: PathLike,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    history: History | None = None,
-    config: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write model, optimizer state, history and config to ``path``, atomically.
-
-    The file holds ``{"model": state_dict, "optimizer": state_dict or None, "history":
-    history.to_dict() or None, "config": config, "companion_version": str}``. It is written to a
-    temporary file in the same directory and then renamed over ``path`` (``os.replace``), so an
-    interrupted or failed save leaves the previous checkpoint intact and no partial file.
-
-    Args:
-        config: JSON-like settings (dicts, lists, str, int, float, bool, None) such as the
-            hyperparameters needed to rebuild the model; anything else raises ``TypeError``
-            before anything is written, because ``torch.load(weights_only=True)`` could not read it.
-
-    Returns:
-        ``path`` as a ``Path``.
-    """
-    path = Path(path)
-    if config is not None:
-        _check_json_like(config, "config")
-    checkpoint = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "history": history.to_dict() if history is not None else None,
-        "config": config,
-        "companion_version": _companion_version(),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())  # the data must be on disk before the rename makes it current
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def load_checkpoint(
-    path: PathLike,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    map_location: DeviceLike | Callable | dict = None,
-) -> dict[str, Any]:
-    """Restore a checkpoint written by :func:`save_checkpoint` into ``model`` (and ``optimizer``).
-
-    Reads with ``torch.load(weights_only=True)``, which never runs code from the file.
-
-    Args:
-        map_location: where to load tensors; default the device of the model's first parameter,
-            so a checkpoint saved on a GPU loads on a CPU-only machine.
-
-    Returns:
-        ``{"history": History or None, "config": ..., "companion_version": str or None}``.
-
-    Raises:
-        RuntimeError: if the checkpoint does not fit the model (torch's message names the
-            missing, unexpected or mis-shaped keys).
-        ValueError: if the file is not such a checkpoint, or ``optimizer`` is given but the
-            checkpoint has no optimizer state.
-    """
-    if map_location is None:
-        map_location = _model_device(model)
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
-        raise ValueError(f"load_checkpoint: expected a dict with a 'model' key, as save_checkpoint "
-                         f"writes, in {path}, got {_describe(checkpoint)}")
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except RuntimeError as err:
-        raise RuntimeError(f"load_checkpoint: {path} does not fit this {type(model).__name__} "
-                           f"(was it built with the same config?): {err}") from err
-    if optimizer is not None:
-        if checkpoint.get("optimizer") is None:
-            raise ValueError(f"load_checkpoint: expected optimizer state in {path}, got none "
-                             f"(it was saved without an optimizer)")
-        optimizer.load_state_dict(checkpoint["optimizer"])
-    raw_history = checkpoint.get("history")
-    return {
-        "history": History.from_dict(raw_history) if raw_history is not None else None,
-        "config": checkpoint.get("config"),
-        "companion_version": checkpoint.get("companion_version"),
-    }

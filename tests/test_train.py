@@ -16,6 +16,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torch.utils.data import DataLoader, TensorDataset
 
+from companion import models
+from companion.checkpoints import FORMAT
 from companion.train import (
     History,
     detach_state,
@@ -492,7 +494,7 @@ def test_checkpoint_round_trip_resumes_exactly(tmp_path):
         fit(m, (x, y), loss_fn=loss_fn, optimizer=o, epochs=1, progress=False)
     for a, b in zip(model.parameters(), other.parameters()):
         assert torch.equal(a, b)
-    assert torch.load(path, weights_only=True)["history"]["records"][0]["epoch"] == 1
+    assert torch.load(path, weights_only=True)["format"] == FORMAT  # torch reads it safely
 
 
 def test_failed_save_keeps_the_old_checkpoint_and_leaves_no_temp_file(tmp_path, monkeypatch):
@@ -547,9 +549,142 @@ def test_autocast_and_grad_scaler_branch_runs(monkeypatch):
     monkeypatch.setattr(train, "_amp_setup", lambda amp, device, use_closure: (
         torch.bfloat16, torch.amp.GradScaler("cpu", init_scale=2.0**8)))
     x, y = sum_task(16)
-    model, opt = make()
+    model, _ = make()
+    # companion's LSTM: torch.nn's oneDNN kernel has no bfloat16 LSTM on some CPUs.
+    model.lstm = models.LSTM(1, 4, batch_first=True)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
     hist = fit(model, batches(x, y, 8), loss_fn=nn.MSELoss(), optimizer=opt, epochs=4, amp=True,
                clip_grad_norm=1.0, metrics={"mae": mae}, progress=False)
     assert hist["train_loss"][-1] < hist["train_loss"][0]
     assert all(0 < g < 1e3 for g in hist["grad_norm"])  # unscaled: not multiplied by 2**8
     assert next(model.parameters()).dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------------------
+# fit: attacks that once trained on silently or failed late
+# ------------------------------------------------------------------------------------------------
+
+
+class SqrtAtZero(nn.Module):
+    """A finite loss whose gradient is NaN: d sqrt(u)/du at u = 0 is infinite, times 0 is NaN.
+    Only the batch whose input is all zeros reaches it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(1, 4, batch_first=True)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.lstm(x)[0][:, -1])
+        return out + torch.sqrt((self.head.bias * x.abs().sum()) ** 2)
+
+
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_nan_gradient_with_finite_loss_raises_and_leaves_the_weights(clip):
+    x, y = sum_task(8)
+    data = batches(x, y, 4) + [(torch.zeros(4, 5, 1), y[:4])]  # the last batch: sqrt at 0
+    torch.manual_seed(0)
+    model = SqrtAtZero()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    before_last = {}
+
+    def remember(module, args):  # the weights just before the last batch's step
+        if not args[0].any():
+            before_last.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    model.register_forward_pre_hook(remember)
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 2 .*head\.bias") as caught:
+        fit(model, data, loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, clip_grad_norm=clip,
+            progress=False)
+    assert "weights are as they were" in str(caught.value)
+    for name, value in model.state_dict().items():
+        assert torch.isfinite(value).all() and torch.equal(value, before_last[name]), name
+
+
+def test_lbfgs_puts_the_weights_back_when_a_later_closure_is_not_finite():
+    class Fragile(nn.Module):  # finite at w = 1 only: any step makes the loss NaN
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.w + 0 * torch.sqrt(1e-6 - (self.w - 1) ** 2)
+
+    model = Fragile()
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=5)
+    x = torch.ones(4, 1)
+    with pytest.raises(FloatingPointError, match=r"training loss became nan at epoch 1, batch 0"):
+        fit(model, (x, 3 * x), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, progress=False)
+    assert model.w.item() == 1.0
+
+
+def test_history_is_kept_on_any_error():
+    x, y = sum_task(8)
+    model, opt = make()
+    calls = []
+
+    def loss_fn(pred, target):
+        calls.append(1)
+        if len(calls) > 4:  # the third epoch's first batch
+            raise ValueError("broken loss")
+        return nn.functional.mse_loss(pred, target)
+
+    history = History()
+    with pytest.raises(ValueError, match="broken loss") as caught:
+        fit(model, batches(x, y, 4), loss_fn=loss_fn, optimizer=opt, epochs=5, progress=False,
+            history=history)
+    assert caught.value.history is history and history["epoch"] == [1, 2]
+    with pytest.raises(ValueError, match="broken loss") as caught:
+        fit(model, batches(x, y, 4), loss_fn=loss_fn, optimizer=opt, epochs=5, progress=False)
+    assert len(caught.value.history) == 0  # failed in its first epoch: an empty history
+
+
+def test_empty_val_data_fails_before_training():
+    x, y = sum_task(8)
+    model, opt = make()
+    before = [p.clone() for p in model.parameters()]
+    for empty in ([], DataLoader(TensorDataset(x[:0], y[:0]), batch_size=4)):
+        with pytest.raises(ValueError, match="val_data yielded no batches"):
+            fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, val_data=empty,
+                progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_stateful_run_with_a_short_last_batch_gets_a_hint():
+    x, y = sum_task(10)
+
+    class Stateful(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(1, 4, batch_first=True)
+
+        def forward(self, x, state):
+            out, state = self.lstm(x, state)
+            return out[:, -1, :1], state
+
+    model = Stateful()
+    opt = torch.optim.Adam(model.parameters())
+    with pytest.raises(ValueError, match=r"batch 2 \(0-based\) has 2 after batches of 4.*drop_last"):
+        fit(model, batches(x, y, 4), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1,
+            stateful=True, progress=False)
+
+
+@pytest.mark.parametrize("clip", ["1", True, 0, -1.0, math.inf, math.nan])
+def test_clip_grad_norm_must_be_a_positive_number(clip):
+    x, y = sum_task(8)
+    model, opt = make()
+    with pytest.raises(ValueError, match=r"expected clip_grad_norm to be a positive number or None"):
+        fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, clip_grad_norm=clip,
+            progress=False)
+
+
+def test_epochs_follow_the_one_integer_rule():
+    np = pytest.importorskip("numpy")
+    x, y = sum_task(8)
+    model, opt = make()
+    hist = fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=np.int64(2),
+               progress=False)
+    assert hist["epoch"] == [1, 2]
+    with pytest.raises(TypeError, match="expected an int epochs, got float 2.0"):
+        fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2.0, progress=False)
+
