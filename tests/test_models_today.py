@@ -1,0 +1,288 @@
+"""companion.models, chapter 12's layers: minGRU and minLSTM (log-space scan against the loop),
+and the sLSTM cell (stabilised against unstabilised)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from companion import models as m
+
+MIN_LAYERS = {"MinGRU": m.MinGRU, "MinLSTM": m.MinLSTM}
+
+
+def pair(cls, *args, dtype=torch.float64, **kwargs):
+    """(parallel, sequential) twins of one layer, with the same weights."""
+    parallel = cls(*args, mode="parallel", dtype=dtype, **kwargs)
+    sequential = cls(*args, mode="sequential", dtype=dtype, **kwargs)
+    sequential.load_state_dict(parallel.state_dict())
+    return parallel, sequential
+
+
+def grads(model, x, h0):
+    """Output, h_n, and the gradients of a fixed function of both w.r.t. x, h0 and weights."""
+    for t in (x, h0):
+        if t is not None:
+            t.grad = None
+    model.zero_grad()
+    output, h_n = model(x, h0)
+    weights = torch.linspace(-1, 1, output.numel(), dtype=output.dtype).view_as(output)
+    ((output * weights).sum() + h_n.square().sum()).backward()
+    found = [output.detach(), h_n.detach(), x.grad.clone()]
+    found += [] if h0 is None else [h0.grad.clone()]
+    return found + [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("name", MIN_LAYERS)
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_scan_equals_loop_in_float64(name, batch_first, with_h0):
+    torch.manual_seed(1)
+    parallel, sequential = pair(MIN_LAYERS[name], 3, 5, num_layers=2, batch_first=batch_first)
+    x = torch.randn(4, 9, 3, dtype=torch.float64, requires_grad=True)
+    if not batch_first:
+        x = x.detach().transpose(0, 1).contiguous().requires_grad_()
+    h0 = torch.rand(2, 4, 5, dtype=torch.float64) + 0.1 if with_h0 else None
+    if h0 is not None:
+        h0.requires_grad_()
+    got, want = grads(parallel, x, h0), grads(sequential, x, h0)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # the gradients are not trivially zero
+    assert all(g.abs().max() > 1e-6 for g in got[2:])
+
+
+@pytest.mark.parametrize("name", MIN_LAYERS)
+def test_unbatched_is_batch_of_one(name):
+    layer = MIN_LAYERS[name](3, 4, num_layers=2)
+    x, h0 = torch.randn(6, 3), torch.rand(2, 4) + 0.1
+    out, h_n = layer(x, h0)
+    out_b, h_n_b = layer(x.unsqueeze(1), h0.unsqueeze(1))
+    assert out.shape == (6, 4) and h_n.shape == (2, 4)
+    torch.testing.assert_close(out, out_b.squeeze(1))
+    torch.testing.assert_close(h_n, h_n_b.squeeze(1))
+
+
+@pytest.mark.parametrize("name", MIN_LAYERS)
+def test_state_carries_over(name):
+    """Two halves with h_n passed on give the whole sequence: h0 is honoured in both modes."""
+    for mode in ("parallel", "sequential"):
+        layer = MIN_LAYERS[name](2, 4, num_layers=2, mode=mode, dtype=torch.float64)
+        x = torch.randn(10, 3, 2, dtype=torch.float64)
+        whole, h_whole = layer(x)
+        first, h_mid = layer(x[:4])
+        second, h_end = layer(x[4:], h_mid)
+        torch.testing.assert_close(torch.cat([first, second]), whole)
+        torch.testing.assert_close(h_end, h_whole)
+
+
+def test_min_gru_first_step_by_hand():
+    layer = m.MinGRU(3, 4, mode="sequential", dtype=torch.float64)
+    x = torch.randn(1, 2, 3, dtype=torch.float64)
+    w_z, w_h = layer.weight_l0.chunk(2)
+    b_z, b_h = layer.bias_l0.chunk(2)
+    z = torch.sigmoid(x[0] @ w_z.T + b_z)
+    h_tilde = m.min_g(x[0] @ w_h.T + b_h)
+    out, _ = layer(x)
+    torch.testing.assert_close(out[0], z * h_tilde)  # h_0 = 0: h_1 = z_1 ⊙ h̃_1
+
+
+def test_min_lstm_gates_are_normalised():
+    """With f' + i' = 1 and h_0 = 0, a constant candidate is reproduced exactly."""
+    layer = m.MinLSTM(1, 3, mode="parallel", dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight_l0[6:] = 0.0  # W_h = 0: h̃_t = g(b_h), the same at every step
+    out, _ = layer(torch.randn(50, 2, 1, dtype=torch.float64), torch.full((1, 2, 3), 0.7,
+                                                                          dtype=torch.float64))
+    h_tilde = m.min_g(layer.bias_l0[6:]).detach()
+    # every h_t is a convex combination of 0.7 and h̃, so it lies between them
+    lo, hi = torch.minimum(h_tilde, torch.tensor(0.7)), torch.maximum(h_tilde, torch.tensor(0.7))
+    assert bool(((out >= lo - 1e-12) & (out <= hi + 1e-12)).all())
+
+
+@pytest.mark.parametrize("name", MIN_LAYERS)
+def test_float32_scan_is_finite_at_4096(name):
+    torch.manual_seed(2)
+    layer = MIN_LAYERS[name](8, 16, num_layers=2)
+    x = (3 * torch.randn(4096, 2, 8)).requires_grad_()
+    out, h_n = layer(x)
+    out.mean().backward()
+    assert bool(torch.isfinite(out).all()) and bool(torch.isfinite(h_n).all())
+    assert bool(torch.isfinite(x.grad).all())
+    assert all(bool(torch.isfinite(p.grad).all()) for p in layer.parameters())
+    assert bool((out > 0).all())  # g keeps every state positive
+    # the loop in float64 agrees with the float32 scan
+    ref = MIN_LAYERS[name](8, 16, num_layers=2, mode="sequential", dtype=torch.float64)
+    ref.load_state_dict({k: v.double() for k, v in layer.state_dict().items()})
+    ref_out, _ = ref(x.detach().double())
+    assert (out.detach().double() - ref_out).abs().max() < 1e-3
+
+
+def test_log_space_scan_against_loop():
+    torch.manual_seed(3)
+    a, b, h0 = torch.rand(30, 4, dtype=torch.float64), torch.rand(30, 4, dtype=torch.float64), \
+        torch.rand(4, dtype=torch.float64)
+    h, want = h0, []
+    for t in range(30):
+        h = a[t] * h + b[t]
+        want.append(h)
+    got = m.log_space_scan(a.log(), b.log(), h0.log())
+    torch.testing.assert_close(got, torch.stack(want))
+    got0 = m.log_space_scan(a.log(), b.log())  # h_0 = 0
+    torch.testing.assert_close(got0[0], b[0])
+
+
+def test_g_is_positive_continuous_and_its_log_matches():
+    x = torch.linspace(-30, 30, 601, dtype=torch.float64, requires_grad=True)
+    g = m.min_g(x)
+    assert bool((g > 0).all())
+    assert abs(m.min_g(torch.tensor(0.0)) - m.min_g(torch.tensor(-1e-9))) < 1e-6
+    torch.testing.assert_close(m.log_min_g(x), torch.log(g))
+    m.log_min_g(x).sum().backward()
+    assert bool(torch.isfinite(x.grad).all())
+
+
+def test_parameter_counts():
+    assert m.count_parameters(m.MinGRU(3, 5, num_layers=2)) == 2 * 5 * 4 + 2 * 5 * 6
+    assert m.count_parameters(m.MinLSTM(3, 5)) == 3 * 5 * 4
+    assert m.count_parameters(m.MinGRU(3, 5, bias=False)) == 2 * 5 * 3
+    assert m.count_parameters(m.SLSTM(3, 5, num_layers=2)) == 4 * 5 * 9 + 4 * 5 * 11
+
+
+@pytest.mark.parametrize("name", MIN_LAYERS)
+def test_bad_input_errors(name):
+    cls = MIN_LAYERS[name]
+    layer = cls(3, 4, num_layers=2)
+    with pytest.raises(ValueError, match=r"expected input with 3 dimensions \(L, N, H_in\)"):
+        layer(torch.randn(2, 3, 4, 3))
+    with pytest.raises(ValueError, match="input_size=3 features"):
+        layer(torch.randn(5, 2, 7))
+    with pytest.raises(ValueError, match="dtype torch.float32, got torch.float64"):
+        layer(torch.randn(5, 2, 3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="floating-point tensor"):
+        layer(torch.ones(5, 2, 3, dtype=torch.long))
+    with pytest.raises(TypeError, match="got list"):
+        layer([[1.0, 2.0, 3.0]])
+    packed = pack_padded_sequence(torch.randn(5, 2, 3), torch.tensor([5, 3]))
+    with pytest.raises(TypeError, match="got PackedSequence"):
+        layer(packed)
+    with pytest.raises(ValueError, match=r"h0 of shape \(2, 2, 4\)"):
+        layer(torch.randn(5, 2, 3), torch.rand(1, 2, 4))
+    with pytest.raises(ValueError, match="h0 > 0 everywhere"):
+        layer(torch.randn(5, 2, 3), torch.zeros(2, 2, 4))
+    with pytest.raises(ValueError, match="mode 'parallel' or 'sequential', got 'scan'"):
+        cls(3, 4, mode="scan")
+    with pytest.raises(ValueError, match=r"expected num_layers.*got 0"):
+        cls(3, 4, num_layers=0)
+    with pytest.raises(TypeError, match="batch_first to be a bool"):
+        cls(3, 4, batch_first=1)
+    # zeros are a valid h0 for the loop
+    out, _ = cls(3, 4, mode="sequential")(torch.randn(5, 2, 3), torch.zeros(1, 2, 4))
+    assert out.shape == (5, 2, 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# sLSTM
+# ------------------------------------------------------------------------------------------------
+
+
+def run_cell(cell, xs, state=None):
+    hs = []
+    for x in xs:
+        state = cell(x, state)
+        hs.append(state[0])
+    return torch.stack(hs), state
+
+
+def test_slstm_stabilised_equals_unstabilised_where_finite():
+    torch.manual_seed(4)
+    stable = m.SLSTMCell(3, 6, dtype=torch.float64)
+    plain = m.SLSTMCell(3, 6, stabilised=False, dtype=torch.float64)
+    plain.load_state_dict(stable.state_dict())
+    xs = 2 * torch.randn(40, 5, 3, dtype=torch.float64)
+    h_s, (_, c_s, n_s, m_s) = run_cell(stable, xs)
+    h_p, (_, c_p, n_p, _) = run_cell(plain, xs)
+    assert bool(torch.isfinite(h_p).all())
+    torch.testing.assert_close(h_s, h_p, rtol=1e-10, atol=1e-12)
+    # the stabilised c and n are the plain ones scaled by exp(-m)
+    torch.testing.assert_close(c_s, c_p * torch.exp(-m_s))
+    torch.testing.assert_close(n_s, n_p * torch.exp(-m_s))
+    assert bool((m_s != 0).any())  # the stabiliser did move
+
+
+def test_slstm_unstabilised_overflows_where_stabilised_is_finite():
+    torch.manual_seed(5)
+    stable = m.SLSTMCell(2, 4)
+    plain = m.SLSTMCell(2, 4, stabilised=False)
+    with torch.no_grad():
+        stable.bias[:4] = 100.0  # input-gate pre-activation ~100: exp(100) > float32 max
+    plain.load_state_dict(stable.state_dict())
+    xs = torch.randn(10, 3, 2)
+    h_s, _ = run_cell(stable, xs)
+    h_p, _ = run_cell(plain, xs)
+    assert bool(torch.isfinite(h_s).all())
+    assert not bool(torch.isfinite(h_p).all())
+    # and in float64, where exp(100) is representable, the plain form gives the same h
+    stable64 = m.SLSTMCell(2, 4, dtype=torch.float64)
+    stable64.load_state_dict({k: v.double() for k, v in stable.state_dict().items()})
+    plain64 = m.SLSTMCell(2, 4, stabilised=False, dtype=torch.float64)
+    plain64.load_state_dict(stable64.state_dict())
+    h64_s, _ = run_cell(stable64, xs.double())
+    h64_p, _ = run_cell(plain64, xs.double())
+    torch.testing.assert_close(h64_s, h64_p)
+    torch.testing.assert_close(h_s.double(), h64_s, rtol=1e-4, atol=1e-5)
+
+
+def test_slstm_layer_equals_cells_and_batch_first():
+    torch.manual_seed(6)
+    layer = m.SLSTM(3, 4, num_layers=2, batch_first=True)
+    x = torch.randn(2, 7, 3)
+    out, (h_n, c_n, n_n, m_n) = layer(x)
+    xs = x.transpose(0, 1)
+    h1, s1 = run_cell(layer.cells[0], xs)
+    h2, s2 = run_cell(layer.cells[1], h1)
+    torch.testing.assert_close(out, h2.transpose(0, 1))
+    torch.testing.assert_close(h_n, torch.stack([s1[0], s2[0]]))
+    torch.testing.assert_close(m_n, torch.stack([s1[3], s2[3]]))
+    # carrying the state over two halves gives the whole
+    first, state = layer(x[:, :3])
+    second, _ = layer(x[:, 3:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), out)
+
+
+def test_slstm_exponential_gate_can_exceed_one():
+    """Unlike σ, the unstabilised input gate exp(ĩ) is not bounded by 1."""
+    cell = m.SLSTMCell(1, 2, stabilised=False)
+    with torch.no_grad():
+        cell.bias[:2] = 2.0
+        cell.weight_ih.zero_()
+    _, gates = m.slstm_step(torch.nn.functional.linear(torch.zeros(1, 1), cell.weight_ih,
+                                                         cell.bias), tuple(torch.zeros(1, 2)
+                                                                           for _ in range(4)),
+                            cell.weight_hh.t(), stabilised=False)
+    assert abs(gates[0][0, 0].item() - math.exp(2.0)) < 1e-4
+
+
+def test_slstm_bad_input_errors():
+    cell = m.SLSTMCell(3, 4)
+    with pytest.raises(ValueError, match="input_size=3 features"):
+        cell(torch.randn(2, 5))
+    with pytest.raises(TypeError, match=r"tuple \(h, c, n, m\), got tuple of length 2"):
+        cell(torch.randn(2, 3), (torch.zeros(2, 4), torch.zeros(2, 4)))
+    with pytest.raises(ValueError, match=r"expected c of shape \(2, 4\)"):
+        cell(torch.randn(2, 3), (torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(2, 4),
+                                 torch.zeros(2, 4)))
+    with pytest.raises(TypeError, match="stabilised to be a bool"):
+        m.SLSTMCell(3, 4, stabilised="yes")
+    layer = m.SLSTM(3, 4, num_layers=2)
+    with pytest.raises(ValueError, match=r"expected input with 3 dimensions \(L, N, H_in\)"):
+        layer(torch.randn(3))
+    with pytest.raises(ValueError, match="dtype torch.float32, got torch.float64"):
+        layer(torch.randn(5, 2, 3, dtype=torch.float64))
+    state = tuple(torch.zeros(2, 4) for _ in range(4))  # unbatched input, unbatched state
+    out, final = layer(torch.randn(5, 3), state)
+    assert out.shape == (5, 4) and final[0].shape == (2, 4)
