@@ -74,7 +74,7 @@ import math
 import numbers
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import torch
@@ -260,6 +260,29 @@ def _scan(
     return torch.stack(outputs), state
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type without autocast, such as "meta"
+        return False
+    except TypeError:  # torch < 2.4: one query per device type
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
+
+
+def _autocast_states(x: Tensor, states: State) -> State:
+    """Under autocast, the states in its dtype, as torch.nn's fused kernels cast them: the
+    recurrence then runs, and returns, in bfloat16 (or float16) like theirs."""
+    if not _autocast_on(x.device.type):
+        return states
+    try:
+        dtype = torch.get_autocast_dtype(x.device.type)
+    except AttributeError:  # torch < 2.4
+        dtype = torch.get_autocast_cpu_dtype() if x.device.type == "cpu" else torch.float16
+    return tuple(s.to(dtype) for s in states)
+
+
 def _folded_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
     """``b_ih + b_hh``, for models where the two only ever appear summed: one add per call
     instead of one per step."""
@@ -386,7 +409,20 @@ class _Recurrent(nn.Module):
     _gate_names: tuple[str, ...]
     _state_names: tuple[str, ...] = ("h",)
     _record_time_dim: int  # the axis of a gate record along which calls are joined
+    #: Whether CPU autocast runs the model in its lower dtype, as it does the torch.nn twin
+    #: (RNN, LSTM, RNNCell); GRU, GRUCell and LSTMCell stay in float32 there, as torch's do.
+    _cpu_autocast_lowers: bool = True
     hidden_size: int
+
+    def _float32_scope(self, input: Any) -> AbstractContextManager | None:
+        """Autocast switched off, where torch.nn's twin ignores it; None where nothing changes.
+        (On CUDA autocast lowers all six, as it does torch's.)"""
+        data = input.data if isinstance(input, PackedSequence) else input
+        if self._cpu_autocast_lowers or not isinstance(data, Tensor):
+            return None
+        if data.device.type != "cpu" or not _autocast_on("cpu"):
+            return None
+        return torch.autocast("cpu", enabled=False)
 
     def reset_parameters(self) -> None:
         """Uniform in [-1/√H, 1/√H], in registration order, as torch.nn does (same seed, same
@@ -483,16 +519,21 @@ class _CellBase(_Recurrent):
         x = input if is_batched else input.unsqueeze(0)
         if hx is None:
             zeros = tuple(x.new_zeros(x.size(0), self.hidden_size) for _ in self._state_names)
-            return x, zeros, is_batched
+            return x, _autocast_states(x, zeros), is_batched
         if is_batched:
             expected, layout = (x.size(0), self.hidden_size), "(N, H)"
         else:
             expected, layout = (self.hidden_size,), "(H,) for unbatched input"
         states = _states_from_hx(owner, hx, self._state_names, expected, layout, x)
-        return x, states if is_batched else tuple(s.unsqueeze(0) for s in states), is_batched
+        states = states if is_batched else tuple(s.unsqueeze(0) for s in states)
+        return x, _autocast_states(x, states), is_batched
 
     def _cell_step(self, input: Tensor, hx: Any) -> State:
         """One step of the cell's equations: the new state, unbatched if ``input`` was."""
+        float32 = self._float32_scope(input)
+        if float32 is not None:
+            with float32:
+                return self._cell_step(input, hx)
         x, state, is_batched = self._prepare(input, hx)
         xw = self._input_part(x, self.weight_ih, self.bias_ih, self.bias_hh)
         state, gates = self._step(xw, state, *self._step_args(self.weight_hh, self.bias_hh))
@@ -561,6 +602,7 @@ class LSTMCell(_CellBase):
     """
 
     _step = staticmethod(lstm_step)
+    _cpu_autocast_lowers = False
     _gates_per_unit = 4
     _gate_names = GATE_NAMES["lstm"]
     _state_names = STATE_NAMES["lstm"]
@@ -592,6 +634,7 @@ class GRUCell(_CellBase):
 
     _step = staticmethod(gru_step)
     _fold_bias = False
+    _cpu_autocast_lowers = False
     _gates_per_unit = 3
     _gate_names = GATE_NAMES["gru"]
 
@@ -700,6 +743,10 @@ class _LayerBase(_Recurrent):
         self, input: Tensor | PackedSequence, hx: Tensor | tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor | PackedSequence, Tensor | tuple[Tensor, Tensor]]:
         """Run all layers over ``input``; the class docstring gives the shapes."""
+        float32 = self._float32_scope(input)
+        if float32 is not None:
+            with float32:
+                return self.forward(input, hx)
         owner = type(self).__name__
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, hx)
@@ -744,7 +791,7 @@ class _LayerBase(_Recurrent):
         zeros if ``hx`` is None."""
         shape = (self.num_layers * self.num_directions, x.size(1), self.hidden_size)
         if hx is None:
-            return tuple(x.new_zeros(shape) for _ in self._state_names)
+            return _autocast_states(x, tuple(x.new_zeros(shape) for _ in self._state_names))
         if is_batched:
             expected, layout = shape, "(num_layers * num_directions, N, H)"
         else:
@@ -752,7 +799,8 @@ class _LayerBase(_Recurrent):
             layout = "(num_layers * num_directions, H) for unbatched input"
         names = tuple(f"{name}_0" for name in self._state_names)
         states = _states_from_hx(type(self).__name__, hx, names, expected, layout, x)
-        return states if is_batched else tuple(s.unsqueeze(1) for s in states)
+        states = states if is_batched else tuple(s.unsqueeze(1) for s in states)
+        return _autocast_states(x, states)
 
     def _as_hx(self, state: State) -> Tensor | tuple[Tensor, Tensor]:
         """The final state as torch.nn returns it: h_n, or (h_n, c_n) for the LSTM."""
@@ -967,6 +1015,7 @@ class GRU(_LayerBase):
 
     _step = staticmethod(gru_step)
     _fold_bias = False
+    _cpu_autocast_lowers = False
     _gates_per_unit = 3
     _gate_names = GATE_NAMES["gru"]
 

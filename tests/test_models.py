@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from typing import Any, Callable
 
 import pytest
@@ -585,6 +586,29 @@ def test_bidirectional_accepts_1_like_torch() -> None:
     assert ours.bidirectional is True and ours.num_directions == 2
     inputs = x(5, 2, 3)
     torch.testing.assert_close(ours(inputs)[0], reference(inputs)[0], **TOL)
+
+
+@pytest.mark.parametrize("kind", list(LAYERS) + list(CELLS))
+def test_cpu_bfloat16_autocast_gives_torch_dtypes(kind: str) -> None:
+    torch.manual_seed(0)
+    ours, reference = twins(kind, 3, 4)
+    inputs = x(5, 2, 3) if kind in LAYERS else x(2, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecated autocast queries
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = ours(inputs)
+            try:
+                expected = reference(inputs)
+            except RuntimeError:  # oneDNN has no bfloat16 LSTM on some CPUs
+                expected = None
+    out = out[0] if isinstance(out, tuple) else out
+    if expected is not None:
+        expected = expected[0] if isinstance(expected, tuple) else expected
+        assert out.dtype == expected.dtype
+        # torch's float32 GRU still rounds some products to bfloat16: compare at its precision.
+        torch.testing.assert_close(out.float(), expected.float(), atol=0.05, rtol=0.05)
+    else:
+        assert out.dtype == torch.bfloat16
 
 
 def test_numpy_integers_are_accepted_as_sizes() -> None:
