@@ -14,6 +14,8 @@ import random
 import numpy as np
 import torch
 
+from companion._checks import check_int
+
 __all__ = ["DEVICE_ENV_VAR", "pick_device", "seed_everything", "environment_summary"]
 
 #: Environment variable that overrides the automatic choice, e.g. ``COMPANION_DEVICE=cpu``.
@@ -32,8 +34,8 @@ def pick_device(prefer: str | torch.device | None = None) -> torch.device:
     variable, then the best available backend (``cuda``, then ``mps``, then ``cpu``).
 
     Args:
-        prefer: a device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``; ``None`` or
-            ``"auto"`` means "pick for me".
+        prefer: a device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``, in any case;
+            ``None`` or ``"auto"`` means "pick for me".
 
     Returns:
         The chosen ``torch.device``.
@@ -44,7 +46,9 @@ def pick_device(prefer: str | torch.device | None = None) -> torch.device:
             override fails loudly instead of silently running on the CPU.
     """
     requested = prefer if prefer is not None else os.environ.get(DEVICE_ENV_VAR) or None
-    if requested is None or str(requested).strip().lower() == "auto":
+    # One rule for case: "CPU", "Cuda:0", "MPS" and "Auto" mean what their lower case means.
+    name = None if requested is None else str(requested).strip().lower()
+    if name is None or name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if _mps_available():
@@ -53,7 +57,7 @@ def pick_device(prefer: str | torch.device | None = None) -> torch.device:
 
     source = "argument" if prefer is not None else f"environment variable {DEVICE_ENV_VAR}"
     try:
-        device = torch.device(str(requested).strip())
+        device = torch.device(name)
     except RuntimeError as err:
         raise ValueError(
             f"pick_device: expected a device such as 'cpu', 'cuda', 'cuda:0' or 'mps' "
@@ -88,8 +92,7 @@ def seed_everything(seed: int) -> None:
     This makes a CPU run repeat exactly. GPU kernels may still differ in the last bits between
     runs, which is why the book's asserted claims have margins rather than exact values.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed_everything: expected an int seed, got {type(seed).__name__}")
+    seed = check_int("seed_everything", "seed", seed, minimum=-(2**63))
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device

@@ -90,3 +90,27 @@ def test_environment_summary_names_torch_and_device(monkeypatch):
     line = dev.environment_summary("cpu")
     assert line.startswith(f"torch {torch.__version__.split('+')[0]} | device cpu (")
     assert "CPU threads" in line and "\n" not in line
+
+
+@pytest.mark.parametrize("name", ["CPU", " Cpu ", "AUTO", "Auto"])
+def test_case_is_ignored_for_every_name(monkeypatch, name):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dev, "_mps_available", lambda: False)
+    assert dev.pick_device(name) == torch.device("cpu")
+    monkeypatch.setenv(dev.DEVICE_ENV_VAR, name)
+    assert dev.pick_device() == torch.device("cpu")
+
+
+def test_case_is_ignored_for_accelerators_too(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(dev, "_mps_available", lambda: True)
+    assert dev.pick_device("CUDA:1") == torch.device("cuda", 1)
+    assert dev.pick_device("MPS") == torch.device("mps")
+
+
+def test_seed_follows_the_one_integer_rule():
+    dev.seed_everything(np.int64(3))
+    first = torch.rand(2)
+    dev.seed_everything(3)
+    assert torch.equal(torch.rand(2), first)
