@@ -1143,17 +1143,17 @@ def expected_parameters(
 # Gated recurrences today: minGRU and minLSTM (Feng et al., 2024) with a log-space parallel scan
 # (Heinsen, 2023), and the sLSTM cell of xLSTM (Beck et al., 2024).
 #
-#     minGRU    (12.1)  z_t = σ(W_z x_t + b_z)
-#               (12.2)  h̃_t = g(W_h x_t + b_h)
-#               (12.3)  h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
-#     minLSTM   (12.4)  f_t = σ(W_f x_t + b_f),  i_t = σ(W_i x_t + b_i)
-#               (12.5)  f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)
-#               (12.6)  h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ g(W_h x_t + b_h)
+#     minGRU    (12.2)  z_t = σ(W_z x_t + b_z)
+#               (12.3)  h̃_t = g(W_h x_t + b_h)
+#               (12.4)  h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
+#     minLSTM   (12.5)  f_t = σ(W_f x_t + b_f),  i_t = σ(W_i x_t + b_i)
+#               (12.6)  f'_t = f_t / (f_t + i_t),  i'_t = i_t / (f_t + i_t)
+#               (12.7)  h_t = f'_t ⊙ h_{t-1} + i'_t ⊙ g(W_h x_t + b_h)
 #
-# No gate reads h_{t-1}, so both are the linear recurrence h_t = a_t ⊙ h_{t-1} + b_t, which a
-# prefix scan solves for all t at once. g(x) = x + 1/2 for x ≥ 0 and σ(x) below keeps every b_t,
-# and so every h_t, positive: the scan can then work with logarithms, where products become sums
-# and nothing under- or overflows over thousands of steps.
+# No gate reads h_{t-1}, so both are the linear recurrence (12.1) h_t = a_t ⊙ h_{t-1} + b_t,
+# which a prefix scan solves for all t at once. g(x) = x + 1/2 for x ≥ 0 and σ(x) below (12.8)
+# keeps every b_t, and so every h_t, positive: the scan can then work with logarithms (12.9),
+# where products become sums and nothing under- or overflows over thousands of steps.
 # ------------------------------------------------------------------------------------------------
 
 __all__ += [
@@ -1171,7 +1171,7 @@ _MIN_MODES = ("parallel", "sequential")
 
 
 def min_g(x: Tensor) -> Tensor:
-    """The paper's g: ``x + 1/2`` for x ≥ 0 and ``σ(x)`` below; continuous and always > 0."""
+    """The paper's g (12.8): ``x + 1/2`` for x ≥ 0 and ``σ(x)`` below; continuous, always > 0."""
     return torch.where(x >= 0, x + 0.5, torch.sigmoid(x))
 
 
@@ -1185,11 +1185,11 @@ def log_min_g(x: Tensor) -> Tensor:
 
 
 def log_space_scan(log_a: Tensor, log_b: Tensor, log_h0: Tensor | None = None) -> Tensor:
-    """All h_t of h_t = a_t ⊙ h_{t-1} + b_t at once, for positive a_t and b_t (Heinsen, 2023).
+    """All h_t of (12.1) h_t = a_t ⊙ h_{t-1} + b_t at once, for a_t, b_t > 0 (Heinsen, 2023).
 
     With A_t = a_1 ⋯ a_t, the recurrence unrolls to h_t = A_t ⊙ (h_0 + Σ_{k≤t} b_k / A_k): a
-    cumulative sum of log a_t gives log A_t, and a cumulative log-sum-exp gives the sum, both of
-    which PyTorch computes in O(log L) parallel depth.
+    cumulative sum of log a_t gives log A_t, and a cumulative log-sum-exp gives the sum (12.9),
+    both of which PyTorch computes in O(log L) parallel depth.
 
     Args:
         log_a: (L, ...) log of the decay a_t, time first.
@@ -1313,7 +1313,7 @@ class _MinBase(nn.Module):
 
 
 class MinGRU(_MinBase):
-    """A stack of minGRU layers (Feng et al., 2024), equations (12.1)-(12.3).
+    """A stack of minGRU layers (Feng et al., 2024), equations (12.2)-(12.4).
 
     Args:
         input_size: H_in, the features of x_t.
@@ -1340,12 +1340,12 @@ class MinGRU(_MinBase):
 
     def _sequential(self, xw: Tensor, h: Tensor | None) -> Tensor:
         k_z, k_h = xw.chunk(2, dim=-1)
-        z = torch.sigmoid(k_z)  # (12.1) update gate, from x_t alone
-        h_tilde = min_g(k_h)  # (12.2) candidate, positive
+        z = torch.sigmoid(k_z)  # (12.2) update gate, from x_t alone
+        h_tilde = min_g(k_h)  # (12.3) candidate, positive
         h = xw.new_zeros(xw.shape[1:-1] + (self.hidden_size,)) if h is None else h
         outputs = []
         for z_t, h_tilde_t in zip(z.unbind(0), h_tilde.unbind(0)):
-            h = (1 - z_t) * h + z_t * h_tilde_t  # (12.3)
+            h = (1 - z_t) * h + z_t * h_tilde_t  # (12.4)
             outputs.append(h)
         return torch.stack(outputs)
 
@@ -1357,7 +1357,7 @@ class MinGRU(_MinBase):
 
 
 class MinLSTM(_MinBase):
-    """A stack of minLSTM layers (Feng et al., 2024), equations (12.4)-(12.6).
+    """A stack of minLSTM layers (Feng et al., 2024), equations (12.5)-(12.7).
 
     Args, shapes and modes as :class:`MinGRU`.
 
@@ -1369,13 +1369,13 @@ class MinLSTM(_MinBase):
 
     def _sequential(self, xw: Tensor, h: Tensor | None) -> Tensor:
         k_f, k_i, k_h = xw.chunk(3, dim=-1)
-        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)  # (12.4) gates from x_t alone
-        f, i = f / (f + i), i / (f + i)  # (12.5) normalised: f' + i' = 1
+        f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)  # (12.5) gates from x_t alone
+        f, i = f / (f + i), i / (f + i)  # (12.6) normalised: f' + i' = 1
         h_tilde = min_g(k_h)
         h = xw.new_zeros(xw.shape[1:-1] + (self.hidden_size,)) if h is None else h
         outputs = []
         for f_t, i_t, h_tilde_t in zip(f.unbind(0), i.unbind(0), h_tilde.unbind(0)):
-            h = f_t * h + i_t * h_tilde_t  # (12.6)
+            h = f_t * h + i_t * h_tilde_t  # (12.7)
             outputs.append(h)
         return torch.stack(outputs)
 
@@ -1393,13 +1393,13 @@ class MinLSTM(_MinBase):
 # and, to keep exp from overflowing, a stabiliser state m_t. Pre-activations ĩ_t, f̃_t, z̃_t, õ_t
 # are W x_t + R h_{t-1} + b, as in the LSTM.
 #
-#     (12.7)   c_t = f_t ⊙ c_{t-1} + i_t ⊙ z_t,   z_t = tanh(z̃_t),  i_t = exp(ĩ_t),  f_t = σ(f̃_t)
-#     (12.8)   n_t = f_t ⊙ n_{t-1} + i_t                                            normaliser
-#     (12.9)   h_t = o_t ⊙ c_t / n_t,               o_t = σ(õ_t)
-#     (12.10)  m_t = max(log f_t + m_{t-1}, ĩ_t)                                    stabiliser
-#     (12.11)  i'_t = exp(ĩ_t − m_t),  f'_t = exp(log f_t + m_{t-1} − m_t)
+#     (12.10)  c_t = f_t ⊙ c_{t-1} + i_t ⊙ z_t,   z_t = tanh(z̃_t),  i_t = exp(ĩ_t),  f_t = σ(f̃_t)
+#     (12.11)  n_t = f_t ⊙ n_{t-1} + i_t                                            normaliser
+#     (12.12)  h_t = o_t ⊙ c_t / n_t,               o_t = σ(õ_t)
+#     (12.13)  m_t = max(log f_t + m_{t-1}, ĩ_t),                                   stabiliser
+#              i'_t = exp(ĩ_t − m_t),  f'_t = exp(log f_t + m_{t-1} − m_t)
 #
-# The stabilised form uses i'_t and f'_t in place of i_t and f_t in (12.7)-(12.8): its c_t and
+# The stabilised form uses i'_t and f'_t in place of i_t and f_t in (12.10)-(12.11): its c_t and
 # n_t are the unstabilised ones times exp(−m_t), so their ratio, and h_t, are the same.
 # ------------------------------------------------------------------------------------------------
 
@@ -1407,14 +1407,14 @@ class MinLSTM(_MinBase):
 def slstm_step(
     xw_t: Tensor, state: State, w_hh_t: Tensor, stabilised: bool = True
 ) -> tuple[State, State]:
-    """One sLSTM step, equations (12.7)-(12.11).
+    """One sLSTM step, equations (12.10)-(12.13).
 
     Args:
         xw_t: (N, 4H) the input part of the four pre-activations, ``W x_t + b``, computed
             ahead; columns i, f, z, o.
         state: ``(h_{t-1}, c_{t-1}, n_{t-1}, m_{t-1})``, each (N, H).
         w_hh_t: (H, 4H) the recurrent weights R of the four, transposed.
-        stabilised: use the stabiliser m_t (12.10)-(12.11); without it i_t = exp(ĩ_t)
+        stabilised: use the stabiliser m_t (12.13); without it i_t = exp(ĩ_t)
             overflows once ĩ_t passes about 88 in float32, and m_t stays as it came.
 
     Returns:
@@ -1425,21 +1425,21 @@ def slstm_step(
     i_tilde, f_tilde, z, o = torch.addmm(xw_t, h, w_hh_t).chunk(4, dim=-1)
     log_f = F.logsigmoid(f_tilde)  # log of the sigmoid forget gate
     if stabilised:
-        m_new = torch.maximum(log_f + m, i_tilde)  # (12.10)
-        i = torch.exp(i_tilde - m_new)  # (12.11) never above 1
+        m_new = torch.maximum(log_f + m, i_tilde)  # (12.13)
+        i = torch.exp(i_tilde - m_new)  # (12.13) never above 1
         f = torch.exp(log_f + m - m_new)
         m = m_new
     else:
         i, f = torch.exp(i_tilde), torch.exp(log_f)
     z, o = torch.tanh(z), torch.sigmoid(o)
-    c = f * c + i * z  # (12.7)
-    n = f * n + i  # (12.8)
-    h = o * c / n  # (12.9)
+    c = f * c + i * z  # (12.10)
+    n = f * n + i  # (12.11)
+    h = o * c / n  # (12.12)
     return (h, c, n, m), (i, f, z, o)
 
 
 class SLSTMCell(nn.Module):
-    """An sLSTM cell, equations (12.7)-(12.11), with full (not block-diagonal) recurrent
+    """An sLSTM cell, equations (12.10)-(12.13), with full (not block-diagonal) recurrent
     weights.
 
     Args:
