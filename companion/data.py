@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import gzip
 import hashlib
+import http.client
 import importlib.resources
 import io
 import math
@@ -37,6 +38,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -45,6 +47,8 @@ from typing import Callable, Iterable, Iterator, Sequence, Union
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from companion._checks import check_int
 
 __all__ = [
     # long-range tasks
@@ -67,6 +71,8 @@ __all__ = [
     "IMDB_URL",
     "IMDB_SHA256",
     "IMDB_MD5",
+    "IMDB_PART_SIZE",
+    "IMDB_TIMEOUT",
     "load_imdb",
     # characters
     "char_corpus",
@@ -86,13 +92,8 @@ SeriesLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
 
 
 def _check_int(value, name: str, where: str, minimum: int) -> int:
-    # bool is an int subclass; adding_problem(True) is a bug, not a request for one sequence.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: expected an int {name}, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{where}: expected {name} >= {minimum}, got {value}")
-    return value
+    # The package's one integer rule: numpy integers in, bool (adding_problem(True)) out.
+    return check_int(where, name, value, minimum)
 
 
 def _torch_generator(seed: int | None, where: str) -> torch.Generator:
@@ -609,12 +610,34 @@ IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 #: MD5 of the same archive, as torchtext records it (for reference and for ``md5=``).
 IMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 
+#: Reviews in each of the four parts train/neg, train/pos, test/neg and test/pos.
+IMDB_PART_SIZE = 12_500
+#: Seconds :func:`load_imdb` waits for the server to connect, and for every read after that.
+IMDB_TIMEOUT = 60.0
+
 _IMDB_DIR = "aclImdb"
 _IMDB_PARTS = [(split, name) for split in ("train", "test") for name in ("neg", "pos")]
+_IMDB_MARKER = ".complete"  # written into aclImdb/ after a whole archive was extracted
+_IMDB_STAGING = ".aclImdb-extract-"
+
+
+def _imdb_counts(folder: Path) -> list[int]:
+    return [len(list((folder / s / n).glob("*.txt"))) for s, n in _IMDB_PARTS]
 
 
 def _imdb_complete(folder: Path) -> bool:
-    return all((folder / split / name).is_dir() for split, name in _IMDB_PARTS)
+    """Extracted by load_imdb to the end (the marker), or placed by hand with every review."""
+    if (folder / _IMDB_MARKER).is_file():
+        return True
+    return folder.is_dir() and _imdb_counts(folder) == [IMDB_PART_SIZE] * len(_IMDB_PARTS)
+
+
+def _remove_leftovers(root: Path, archive_name: str) -> None:
+    """Partial downloads and half-extracted folders of an earlier run that was killed."""
+    for part in root.glob(f".{archive_name}.*.part"):
+        part.unlink(missing_ok=True)
+    for staging in root.glob(f"{_IMDB_STAGING}*"):
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _read_imdb(folder: Path) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -643,29 +666,37 @@ def _file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def _download(url: str, target: Path, wanted: dict[str, str], progress: bool) -> None:
-    """Stream ``url`` into a temporary file next to ``target``, check it, then rename it."""
+# What a failed download raises: no network, no answer in time, a refused or broken connection.
+_NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
+
+
+def _download(
+    url: str, target: Path, wanted: dict[str, str], progress: bool, timeout: float
+) -> None:
+    """Stream ``url`` into a temporary file next to ``target``, check it, then rename it.
+
+    ``timeout`` bounds the connection and every read, so a server that stops answering raises
+    instead of hanging; a network error becomes a ``ConnectionError`` that says how to place the
+    file by hand."""
     hashers = {name: hashlib.new(name) for name in wanted}
     handle, tmp_name = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".part"
     )
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url) as response:
-            size = response.headers.get("Content-Length")
-            with tqdm(
-                total=int(size) if size else None,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=f"Downloading {target.name}",
-                disable=not progress,
-            ) as bar:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    out.write(chunk)
-                    for hasher in hashers.values():
-                        hasher.update(chunk)
-                    bar.update(len(chunk))
+        try:
+            with os.fdopen(handle, "wb") as out, urllib.request.urlopen(
+                url, timeout=timeout
+            ) as response:
+                _stream(response, out, hashers, target.name, progress)
+        except _NETWORK_ERRORS as err:
+            reason = getattr(err, "reason", None) or err
+            raise ConnectionError(
+                f"load_imdb: could not download {url} ({type(err).__name__}: {reason}; "
+                f"timeout {timeout} s). Without a network, download it on another machine and "
+                f"place it at {target} (load_imdb checks and extracts it), or extract it to "
+                f"{target.parent / _IMDB_DIR}"
+            ) from err
         for name, expected in wanted.items():
             got = hashers[name].hexdigest()
             if got != expected:
@@ -676,6 +707,23 @@ def _download(url: str, target: Path, wanted: dict[str, str], progress: bool) ->
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _stream(response, out, hashers: dict, name: str, progress: bool) -> None:
+    size = response.headers.get("Content-Length")
+    with tqdm(
+        total=int(size) if size else None,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=f"Downloading {name}",
+        disable=not progress,
+    ) as bar:
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            out.write(chunk)
+            for hasher in hashers.values():
+                hasher.update(chunk)
+            bar.update(len(chunk))
 
 
 def _safe_extract(archive: Path, destination: Path) -> None:
@@ -700,14 +748,17 @@ def load_imdb(
     sha256: str | None = IMDB_SHA256,
     md5: str | None = None,
     progress: bool = True,
+    timeout: float = IMDB_TIMEOUT,
 ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
     """The IMDB Large Movie Review Dataset (Maas et al., 2011): 25,000 train, 25,000 test reviews.
 
     The first call downloads ``aclImdb_v1.tar.gz`` (about 80 MiB) into ``root`` with a progress
     bar, checks its checksum, extracts it into a temporary folder and renames that to
-    ``root/aclImdb`` in one step, so an interrupted run never leaves a half-extracted data set
-    that later calls would trust; the archive is then deleted. Later calls find ``root/aclImdb``
-    and read it without touching the network. An archive already placed at
+    ``root/aclImdb`` in one step, with a marker file written last, so an interrupted run never
+    leaves a half-extracted data set that later calls would trust; the archive is then deleted.
+    Partial downloads and extraction folders of a killed earlier run are removed. Later calls find
+    ``root/aclImdb`` and read it without touching the network; a folder extracted by hand counts
+    only if it holds all 4 x 12,500 reviews. An archive already placed at
     ``root/aclImdb_v1.tar.gz`` (downloaded by hand) is checked and used as well.
 
     Args:
@@ -718,6 +769,8 @@ def load_imdb(
         sha256: expected SHA-256 of the archive; ``None`` to skip this check.
         md5: expected MD5, used only when ``sha256`` is ``None`` (some mirrors publish only MD5).
         progress: show a ``tqdm`` progress bar while downloading.
+        timeout: seconds to wait for the connection and for every read; a server that stops
+            answering raises instead of hanging.
 
     Returns:
         ``(train, test)``: lists of ``(text, label)`` with label 1 for a positive review (rating
@@ -728,6 +781,8 @@ def load_imdb(
     Raises:
         FileNotFoundError: if the data is missing and ``download=False``.
         FileExistsError: if ``root/aclImdb`` exists but is incomplete.
+        ConnectionError: if the download fails (offline, refused, no answer within ``timeout``);
+            the message names the URL and where to place the file by hand.
         ValueError: if the downloaded or found archive fails the checksum (the file is deleted).
     """
     root = Path(root).expanduser()
@@ -735,13 +790,17 @@ def load_imdb(
     if _imdb_complete(folder):
         return _read_imdb(folder)
     if folder.exists():
+        counts = _imdb_counts(folder)
         raise FileExistsError(
-            f"load_imdb: {folder} exists but lacks some of train/pos, train/neg, test/pos, "
-            "test/neg (an interrupted manual extraction?); delete it and call load_imdb again"
+            f"load_imdb: {folder} is incomplete: it holds {sum(counts):,} of "
+            f"{IMDB_PART_SIZE * len(_IMDB_PARTS):,} reviews (train/neg, train/pos, test/neg, "
+            f"test/pos: {counts}) and no completion marker; delete it and call load_imdb again"
         )
 
     name = Path(urllib.parse.urlparse(url).path).name or "aclImdb_v1.tar.gz"
     archive = root / name
+    if root.is_dir():
+        _remove_leftovers(root, name)
     wanted = _digests(sha256, md5)
     if archive.is_file():
         for algorithm, expected in wanted.items():
@@ -761,16 +820,18 @@ def load_imdb(
         )
     if not archive.is_file():
         root.mkdir(parents=True, exist_ok=True)
-        _download(url, archive, wanted, progress)
+        _download(url, archive, wanted, progress, timeout)
 
-    staging = Path(tempfile.mkdtemp(dir=root, prefix=".aclImdb-extract-"))
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=_IMDB_STAGING))
     try:
         _safe_extract(archive, staging)
-        if not _imdb_complete(staging / _IMDB_DIR):
+        parts = [staging / _IMDB_DIR / split / part for split, part in _IMDB_PARTS]
+        if not all(p.is_dir() for p in parts):
             raise ValueError(
                 f"load_imdb: expected {archive.name} to contain {_IMDB_DIR}/{{train,test}}/"
                 f"{{pos,neg}}/, got top-level entries {sorted(p.name for p in staging.iterdir())}"
             )
+        (staging / _IMDB_DIR / _IMDB_MARKER).touch()  # last: the extraction is whole
         try:
             os.replace(staging / _IMDB_DIR, folder)
         except OSError:

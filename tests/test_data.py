@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
+import socket
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -453,3 +456,70 @@ def test_load_imdb_rejects_archive_without_reviews(tmp_path, capsys):
     assert "Downloading aclImdb_v1.tar.gz" in capsys.readouterr().err  # the tqdm bar
     # The staging folder is gone; only the verified archive stays for the next attempt.
     assert [p.name for p in root.iterdir()] == ["aclImdb_v1.tar.gz"]
+
+
+# ---------------------------------------------------------------------------------------------
+# IMDB downloader: servers that never answer, no network, leftovers of a killed run
+# ---------------------------------------------------------------------------------------------
+
+
+def test_load_imdb_times_out_on_a_server_that_never_answers(tmp_path):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # the kernel accepts the connection; nobody ever reads or answers
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/aclImdb_v1.tar.gz"
+    start = time.monotonic()
+    try:
+        with pytest.raises(ConnectionError, match=r"could not download .*127\.0\.0\.1.*timeout 0\.5"):
+            load_imdb(tmp_path, url=url, progress=False, timeout=0.5)
+    finally:
+        server.close()
+    assert time.monotonic() - start < 10
+    assert list(tmp_path.iterdir()) == []  # no .part file stays behind
+
+
+def test_load_imdb_offline_names_the_url_and_where_to_put_the_file(tmp_path):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: the connection is refused
+    url = f"http://127.0.0.1:{port}/aclImdb_v1.tar.gz"
+    placed = str(tmp_path / "aclImdb_v1.tar.gz")
+    with pytest.raises(ConnectionError, match=rf"{re.escape(url)}.*place it at {re.escape(placed)}"):
+        load_imdb(tmp_path, url=url, progress=False, timeout=5)
+
+
+def test_load_imdb_cleans_up_after_a_killed_run(tmp_path, fake_imdb):
+    url, digest = fake_imdb
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / ".aclImdb_v1.tar.gz.x1y2.part").write_bytes(b"half a download")
+    half = root / ".aclImdb-extract-abc" / "aclImdb" / "train" / "pos"
+    half.mkdir(parents=True)
+    (half / "0_9.txt").write_text("half an extraction")
+    train, _ = load_imdb(root, url=url, sha256=digest, progress=False)
+    assert len(train) == 3
+    assert sorted(p.name for p in root.iterdir()) == ["aclImdb"]
+    assert (root / "aclImdb" / ".complete").is_file()
+
+
+def test_a_folder_with_one_review_is_never_returned_as_data(tmp_path):
+    for split, name in [("train", "neg"), ("train", "pos"), ("test", "neg"), ("test", "pos")]:
+        (tmp_path / "aclImdb" / split / name).mkdir(parents=True)
+    (tmp_path / "aclImdb" / "train" / "pos" / "0_9.txt").write_text("The only review.")
+    message = r"incomplete: it holds 1 of 50,000 reviews .*\[0, 1, 0, 0\]"
+    with pytest.raises(FileExistsError, match=message):
+        load_imdb(tmp_path, download=False)
+    with pytest.raises(FileExistsError, match=message):
+        load_imdb(tmp_path, url="file:///nonexistent/aclImdb_v1.tar.gz")
+
+
+def test_a_folder_placed_by_hand_counts_when_every_review_is_there(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "IMDB_PART_SIZE", 2)  # 4 x 2 reviews stand for 4 x 12,500
+    for split, name in [("train", "neg"), ("train", "pos"), ("test", "neg"), ("test", "pos")]:
+        part = tmp_path / "aclImdb" / split / name
+        part.mkdir(parents=True)
+        for i in range(2):
+            (part / f"{i}_5.txt").write_text(f"{split} {name} {i}")
+    train, test = load_imdb(tmp_path, download=False)
+    assert len(train) == len(test) == 4
