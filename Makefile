@@ -8,7 +8,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON ?= python3.11
+# The first of python3.11, 3.12, 3.13, 3.14 on the PATH (the supported versions; see README.md).
+# Override with PYTHON=/path/to/python3.X.
+PYTHON ?= $(firstword $(foreach v,11 12 13 14,$(shell command -v python3.$(v) 2>/dev/null)))
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -23,14 +25,21 @@ export PYTHONHASHSEED := 0
 # differ in the last digits between 1 and 2 threads), and tiny models run faster on one thread.
 export OMP_NUM_THREADS := 1
 
-.PHONY: help setup test test-unit test-notebooks test-site book book-strict execute clean
+.PHONY: help setup lint test test-unit test-notebooks test-site book book-strict execute clean
 
 help:
 	@echo "make book     build the HTML book (sets up .venv first)"
-	@echo "make test     run pytest, nbval over every notebook and the strict book build"
+	@echo "make test     run ruff, pytest, nbval over every notebook and the strict book build"
+	@echo "make lint     ruff check and ruff format --check (notebooks at 80 columns)"
 	@echo "make execute  re-run notebooks in place (NB=book/xx.ipynb for one)"
 
 $(BIN)/python:
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "make: no python3.11, python3.12, python3.13 or python3.14 on the PATH;" \
+			"install one, or run make PYTHON=/path/to/python3.X" >&2; \
+		exit 1; \
+	fi
+	@echo "make: creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version 2>&1))"
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
@@ -42,7 +51,15 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
-test: test-unit test-notebooks book-strict test-site
+test: lint test-unit test-notebooks book-strict test-site
+
+# Code at 100 columns; notebooks at 80, the width the HTML shows without scrolling.
+LINT_PATHS := companion tests benchmarks book/scripts
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/ruff check --line-length 80 $(NOTEBOOKS)
+	$(BIN)/ruff format --check --line-length 80 $(NOTEBOOKS)
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/ --ignore=tests/site -q

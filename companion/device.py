@@ -5,6 +5,7 @@ then runs on a laptop CPU, a CUDA GPU (Colab) or Apple's MPS without edits: code
 ``companion`` creates tensors on ``device`` (or on the device of a tensor it was given), never on a
 hard-coded one.
 """
+
 from __future__ import annotations
 
 import os
@@ -81,7 +82,8 @@ def pick_device(prefer: str | torch.device | None = None) -> torch.device:
         )
     elif device.type not in {"cpu", "cuda", "mps"}:
         raise ValueError(
-            f"pick_device: expected one of 'cpu', 'cuda', 'mps' (from the {source}), got {device.type!r}"
+            f"pick_device: expected one of 'cpu', 'cuda', 'mps' (from the {source}), "
+            f"got {device.type!r}"
         )
     return device
 

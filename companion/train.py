@@ -29,6 +29,7 @@ training, as chapter 7 does with L-BFGS). Every tensor of a batch is moved to th
 :func:`to_device`, lengths included: ``pack_padded_sequence`` wants its lengths on the CPU, so a
 model that receives lengths calls ``lengths.cpu()`` itself (cheap: they are ``N`` integers).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -82,8 +83,9 @@ class History:
     ``history[-1]`` the last record, ``len(history)`` the number of epochs recorded.
     """
 
-    def __init__(self, records: Iterable[Mapping[str, Any]] | None = None,
-                 interrupted: bool = False) -> None:
+    def __init__(
+        self, records: Iterable[Mapping[str, Any]] | None = None, interrupted: bool = False
+    ) -> None:
         self.records: list[dict[str, Any]] = [dict(r) for r in (records or [])]
         #: True when the last :func:`fit` that wrote to this history was stopped by Ctrl-C.
         self.interrupted: bool = bool(interrupted)
@@ -101,8 +103,9 @@ class History:
             return [r.get(key, math.nan) for r in self.records]
         if isinstance(key, int):
             return self.records[key]
-        raise TypeError(f"History: expected a key (str) or an epoch position (int), "
-                        f"got {type(key).__name__}")
+        raise TypeError(
+            f"History: expected a key (str) or an epoch position (int), got {type(key).__name__}"
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, History):
@@ -136,8 +139,9 @@ class History:
     def from_dict(cls, data: Mapping[str, Any]) -> History:
         """Inverse of :meth:`to_dict`."""
         if not isinstance(data, Mapping) or not isinstance(data.get("records"), list):
-            raise ValueError(f"History.from_dict: expected a dict with a 'records' list, "
-                             f"got {_describe(data)}")
+            raise ValueError(
+                f"History.from_dict: expected a dict with a 'records' list, got {_describe(data)}"
+            )
         return cls(data["records"], interrupted=bool(data.get("interrupted", False)))
 
     def plot(self, ax: Any = None, log: bool = False, label: str | None = None) -> Any:
@@ -212,8 +216,10 @@ def detach_state(state: Any) -> Any:
         return type(state)(detach_state(s) for s in state)
     if isinstance(state, dict):
         return {k: detach_state(v) for k, v in state.items()}
-    raise TypeError(f"detach_state: expected a tensor, a tuple/list/dict of tensors or None, "
-                    f"got {type(state).__name__}")
+    raise TypeError(
+        f"detach_state: expected a tensor, a tuple/list/dict of tensors or None, "
+        f"got {type(state).__name__}"
+    )
 
 
 def _describe(obj: Any) -> str:
@@ -245,29 +251,41 @@ def _as_batches(data: Any, where: str, name: str, epochs: int = 1) -> Iterable[A
     if data is None:
         raise TypeError(f"{where}: expected {name} to be an iterable of (x, y) batches, got None")
     # A tuple/list of tensors cannot be a list of batches (a batch is a pair), so it is one batch.
-    if (isinstance(data, (tuple, list)) and len(data) >= 2
-            and all(isinstance(d, Tensor) for d in data)):
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) >= 2
+        and all(isinstance(d, Tensor) for d in data)
+    ):
         return [data]
     if isinstance(data, Tensor):
-        raise TypeError(f"{where}: expected {name} to be (x, y) or an iterable of (x, y) batches, "
-                        f"got {_describe(data)} (where is the target?)")
+        raise TypeError(
+            f"{where}: expected {name} to be (x, y) or an iterable of (x, y) batches, "
+            f"got {_describe(data)} (where is the target?)"
+        )
     if not isinstance(data, Iterable):
-        raise TypeError(f"{where}: expected {name} to be an iterable of (x, y) batches, "
-                        f"got {_describe(data)}")
+        raise TypeError(
+            f"{where}: expected {name} to be an iterable of (x, y) batches, got {_describe(data)}"
+        )
     if epochs > 1 and isinstance(data, Iterator):
-        raise TypeError(f"{where}: expected {name} to be re-iterable (a list or DataLoader), got "
-                        f"an iterator ({type(data).__name__}), which the first epoch would exhaust")
+        raise TypeError(
+            f"{where}: expected {name} to be re-iterable (a list or DataLoader), got "
+            f"an iterator ({type(data).__name__}), which the first epoch would exhaust"
+        )
     return data
 
 
 def _split_batch(batch: Any, where: str) -> tuple[tuple[Any, ...], Any]:
     """``(x1, ..., xk, y)`` -> ``((x1, ..., xk), y)``; ``((x1, ..., xk), y)`` likewise."""
     if not isinstance(batch, (tuple, list)) or isinstance(batch, PackedSequence) or len(batch) < 2:
-        raise TypeError(f"{where}: expected each batch to be (x, y) or (x1, ..., xk, y), "
-                        f"got {_describe(batch)}")
+        raise TypeError(
+            f"{where}: expected each batch to be (x, y) or (x1, ..., xk, y), got {_describe(batch)}"
+        )
     *inputs, target = batch
-    if (len(inputs) == 1 and isinstance(inputs[0], (tuple, list))
-            and not isinstance(inputs[0], PackedSequence)):
+    if (
+        len(inputs) == 1
+        and isinstance(inputs[0], (tuple, list))
+        and not isinstance(inputs[0], PackedSequence)
+    ):
         inputs = list(inputs[0])
     return tuple(inputs), target
 
@@ -283,14 +301,17 @@ def _batch_size(y: Any) -> int:
     return 1
 
 
-def _forward(model: nn.Module, inputs: tuple[Any, ...], state: Any, stateful: bool,
-             where: str) -> tuple[Any, Any]:
+def _forward(
+    model: nn.Module, inputs: tuple[Any, ...], state: Any, stateful: bool, where: str
+) -> tuple[Any, Any]:
     if not stateful:
         return model(*inputs), None
     out = model(*inputs, state)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise TypeError(f"{where}: stateful=True expects model(x, state) to return "
-                        f"(prediction, state), got {_describe(out)}")
+        raise TypeError(
+            f"{where}: stateful=True expects model(x, state) to return "
+            f"(prediction, state), got {_describe(out)}"
+        )
     return out[0], out[1]
 
 
@@ -302,8 +323,9 @@ def _scalar(value: Any, what: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"expected {what} to be a number or a scalar tensor, "
-                        f"got {_describe(value)}") from err
+        raise TypeError(
+            f"expected {what} to be a number or a scalar tensor, got {_describe(value)}"
+        ) from err
 
 
 def _for_metric(pred: Any) -> Any:
@@ -318,9 +340,11 @@ def _check_metrics(metrics: Mapping[str, Metric] | None, where: str) -> dict[str
     if metrics is None:
         return {}
     if not isinstance(metrics, Mapping) or not all(
-            isinstance(k, str) and callable(v) for k, v in metrics.items()):
-        raise TypeError(f"{where}: expected metrics to be a dict of name -> callable(pred, y), "
-                        f"got {metrics!r}")
+        isinstance(k, str) and callable(v) for k, v in metrics.items()
+    ):
+        raise TypeError(
+            f"{where}: expected metrics to be a dict of name -> callable(pred, y), got {metrics!r}"
+        )
     return dict(metrics)
 
 
@@ -335,8 +359,9 @@ def _make_grad_scaler() -> Any:
     return torch.cuda.amp.GradScaler()  # pragma: no cover - old torch
 
 
-def _amp_setup(amp: bool | torch.dtype, device: torch.device,
-               use_closure: bool) -> tuple[torch.dtype | None, Any]:
+def _amp_setup(
+    amp: bool | torch.dtype, device: torch.device, use_closure: bool
+) -> tuple[torch.dtype | None, Any]:
     """The autocast dtype (``None``: float32) and the ``GradScaler`` (float16 only) for ``amp``."""
     if amp is False or amp is None:
         return None, None
@@ -345,18 +370,25 @@ def _amp_setup(amp: bool | torch.dtype, device: torch.device,
     elif amp in (torch.float16, torch.bfloat16):
         dtype = amp
     else:
-        raise TypeError(f"fit: expected amp to be True, False, torch.bfloat16 or torch.float16, "
-                        f"got {amp!r}")
+        raise TypeError(
+            f"fit: expected amp to be True, False, torch.bfloat16 or torch.float16, got {amp!r}"
+        )
     if device.type != "cuda":
         # CPU autocast to bfloat16 exists, but it is slow for recurrent layers on most CPUs and
         # changes the numbers the book prints; float32 keeps CPU runs exact and comparable.
-        warnings.warn(f"fit: amp=True has an effect on CUDA only; training in float32 on {device}",
-                      UserWarning, stacklevel=3)
+        warnings.warn(
+            f"fit: amp=True has an effect on CUDA only; training in float32 on {device}",
+            UserWarning,
+            stacklevel=3,
+        )
         return None, None
     if use_closure:
         # L-BFGS line searches compare losses to a few digits: low precision breaks them.
-        warnings.warn("fit: amp is not used with closure optimizers such as L-BFGS; "
-                      "training in float32", UserWarning, stacklevel=3)
+        warnings.warn(
+            "fit: amp is not used with closure optimizers such as L-BFGS; training in float32",
+            UserWarning,
+            stacklevel=3,
+        )
         return None, None
     if dtype is None:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -423,9 +455,17 @@ def _parameter_names(model: nn.Module, params: list[nn.Parameter]) -> list[str]:
     return [names.get(id(p), f"optimizer parameter {i}") for i, p in enumerate(params)]
 
 
-def _prepare_run(model: nn.Module, optimizer: Any, loss_fn: Any, clip_grad_norm: Any,
-                 device: DeviceLike, metrics: Any, stateful: bool, amp: Any,
-                 closure: bool | None) -> _Run:
+def _prepare_run(
+    model: nn.Module,
+    optimizer: Any,
+    loss_fn: Any,
+    clip_grad_norm: Any,
+    device: DeviceLike,
+    metrics: Any,
+    stateful: bool,
+    amp: Any,
+    closure: bool | None,
+) -> _Run:
     if not callable(loss_fn):
         raise TypeError(f"fit: expected loss_fn to be callable(prediction, y), got {loss_fn!r}")
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -436,8 +476,20 @@ def _prepare_run(model: nn.Module, optimizer: Any, loss_fn: Any, clip_grad_norm:
     use_closure = isinstance(optimizer, torch.optim.LBFGS) if closure is None else bool(closure)
     amp_dtype, scaler = _amp_setup(amp, device, use_closure)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    return _Run(model, loss_fn, optimizer, params, _parameter_names(model, params), device,
-                amp_dtype, scaler, clip, stateful, use_closure, metrics)
+    return _Run(
+        model,
+        loss_fn,
+        optimizer,
+        params,
+        _parameter_names(model, params),
+        device,
+        amp_dtype,
+        scaler,
+        clip,
+        stateful,
+        use_closure,
+        metrics,
+    )
 
 
 def _grad_norm(run: _Run, where: str) -> Tensor:
@@ -464,8 +516,11 @@ def _grad_norm(run: _Run, where: str) -> Tensor:
 
 
 def _nonfinite_grads(run: _Run, norm: float, where: str) -> FloatingPointError:
-    bad = [name for p, name in zip(run.params, run.param_names)
-           if p.grad is not None and not torch.isfinite(p.grad).all()]
+    bad = [
+        name
+        for p, name in zip(run.params, run.param_names)
+        if p.grad is not None and not torch.isfinite(p.grad).all()
+    ]
     return FloatingPointError(
         f"fit: the gradient norm became {norm} at {where} (0-based), with non-finite gradients in "
         f"{', '.join(bad) or 'no single parameter (the sum overflowed)'}; the weights are as they "
@@ -475,14 +530,19 @@ def _nonfinite_grads(run: _Run, norm: float, where: str) -> FloatingPointError:
 
 
 def _nonfinite_loss(value: float, where: str, clip: float | None) -> FloatingPointError:
-    advice = ("try a lower learning rate" if clip is not None
-              else "try a lower learning rate or clip_grad_norm=1.0")
-    return FloatingPointError(f"fit: the training loss became {value} at {where} (0-based); "
-                              f"{advice}")
+    advice = (
+        "try a lower learning rate"
+        if clip is not None
+        else "try a lower learning rate or clip_grad_norm=1.0"
+    )
+    return FloatingPointError(
+        f"fit: the training loss became {value} at {where} (0-based); {advice}"
+    )
 
 
-def _forward_loss(run: _Run, inputs: tuple[Any, ...], y: Any, state: Any,
-                  where: str) -> tuple[Tensor, float, Any, Any]:
+def _forward_loss(
+    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, where: str
+) -> tuple[Tensor, float, Any, Any]:
     """Zero the grads, run the model on one batch, and refuse a non-finite loss."""
     run.optimizer.zero_grad(set_to_none=True)
     with _autocast(run.device, run.amp_dtype):
@@ -494,8 +554,9 @@ def _forward_loss(run: _Run, inputs: tuple[Any, ...], y: Any, state: Any,
     return loss, value, pred, new_state
 
 
-def _train_step(run: _Run, inputs: tuple[Any, ...], y: Any, state: Any,
-                where: str) -> tuple[float, Any, Any, Tensor]:
+def _train_step(
+    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, where: str
+) -> tuple[float, Any, Any, Tensor]:
     """One optimizer step on one batch: with a closure (L-BFGS), a ``GradScaler`` (float16), or
     plainly. Returns the loss, the prediction, the model's new state and the gradient norm.
 
@@ -547,8 +608,9 @@ def _check_constant_batch(n: int, previous: int | None, index: int, where: str) 
         )
 
 
-def _train_epoch(run: _Run, train_data: Iterable[Any], epoch: int, progress: _Progress,
-                 with_metrics: bool) -> tuple[dict[str, Any], dict[str, float]]:
+def _train_epoch(
+    run: _Run, train_data: Iterable[Any], epoch: int, progress: _Progress, with_metrics: bool
+) -> tuple[dict[str, Any], dict[str, float]]:
     """One pass over ``train_data``: the epoch's losses and metrics, and its step statistics
     (mean gradient norm, learning rate), which go after the validation scores in the record."""
     run.model.train()
@@ -681,8 +743,9 @@ def fit(
         passed in, and always as the ``history`` attribute of the raised exception.
     """
     epochs = check_int("fit", "epochs", epochs, minimum=0)
-    run = _prepare_run(model, optimizer, loss_fn, clip_grad_norm, device, metrics, stateful, amp,
-                       closure)
+    run = _prepare_run(
+        model, optimizer, loss_fn, clip_grad_norm, device, metrics, stateful, amp, closure
+    )
     train_data = _as_batches(train_data, "fit", "train_data", epochs)
     if val_data is not None:
         val_data = _as_batches(val_data, "fit", "val_data", epochs)
@@ -704,8 +767,14 @@ def fit(
             record, steps = _train_epoch(run, train_data, epoch, where, val_data is None)
             if val_data is not None:
                 where.phase = "validation"
-                scores = evaluate(model, val_data, loss_fn=loss_fn, metrics=run.metrics,
-                                  device=run.device, stateful=stateful)
+                scores = evaluate(
+                    model,
+                    val_data,
+                    loss_fn=loss_fn,
+                    metrics=run.metrics,
+                    device=run.device,
+                    stateful=stateful,
+                )
                 record.update({f"val_{k}": v for k, v in scores.items()})
             record.update(steps)
             if scheduler is not None:
@@ -713,15 +782,18 @@ def fit(
                 _step_scheduler(scheduler, record)
             record["time"] = time_offset + time.perf_counter() - start
             history.append(record)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in record.items() if k.endswith("_loss")},
-                            refresh=False)
+            bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in record.items() if k.endswith("_loss")}, refresh=False
+            )
             bar.update(1)
     except KeyboardInterrupt:
         history.interrupted = True
         bar.close()
         done = len(history) - epoch_offset
-        print(f"fit: interrupted in {where.describe()}; returning the history of the "
-              f"{done} completed epoch{'s' if done != 1 else ''} (history.interrupted = True)")
+        print(
+            f"fit: interrupted in {where.describe()}; returning the history of the "
+            f"{done} completed epoch{'s' if done != 1 else ''} (history.interrupted = True)"
+        )
     except Exception as err:
         with contextlib.suppress(AttributeError):  # a few C-level exceptions take no attributes
             err.history = history  # type: ignore[attr-defined]
@@ -844,8 +916,9 @@ def predict(
                     if isinstance(pred, (tuple, list)) and not isinstance(pred, PackedSequence):
                         pred = pred[0]
                 if not isinstance(pred, Tensor):
-                    raise TypeError(f"predict: expected the model to return a tensor, "
-                                    f"got {_describe(pred)}")
+                    raise TypeError(
+                        f"predict: expected the model to return a tensor, got {_describe(pred)}"
+                    )
                 outputs.append(pred.detach().cpu())
     finally:
         model.train(was_training)

@@ -1,6 +1,7 @@
 """The book's structure: every notebook is in the table of contents, starts with the same setup
 cell that installs companion from the repository named in _config.yml, carries its outputs and
 Colab-friendly metadata."""
+
 from __future__ import annotations
 
 import re
@@ -43,7 +44,9 @@ def test_there_are_notebooks():
 def test_toc_and_notebooks_agree():
     listed = set(_toc_files(TOC))
     for name in listed:
-        assert any((ROOT / (name + ext)).exists() for ext in (".ipynb", ".md")), f"{name} in _toc.yml has no file"
+        assert any((ROOT / (name + ext)).exists() for ext in (".ipynb", ".md")), (
+            f"{name} in _toc.yml has no file"
+        )
     for nb in NOTEBOOKS:
         assert f"book/{nb.stem}" in listed, f"{nb.name} is not listed in _toc.yml"
 
@@ -73,7 +76,9 @@ def test_setup_cell_installs_from_the_configured_repository_only_on_colab():
     repo = CONFIG["repository"]
     urls = re.findall(r'^\s*REPO = "(\S+)"$', source, flags=re.M)
     branches = re.findall(r'"git\+\{REPO\}@(\w+)"', source)
-    assert urls == [repo["url"]], f"setup cell installs from {urls}, _config.yml names {repo['url']}"
+    assert urls == [repo["url"]], (
+        f"setup cell installs from {urls}, _config.yml names {repo['url']}"
+    )
     assert branches == [repo["branch"]], f"setup cell installs branch {branches}"
     # Guard on the Colab module, not on a failed import: CI must never reach for the network.
     assert '"google.colab" in sys.modules' in source
@@ -87,7 +92,9 @@ def test_notebook_metadata_and_stored_outputs(path):
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert nb.metadata.get("accelerator") == "GPU", "Colab should offer a GPU runtime"
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(c.execution_count is not None for c in code_cells), "run `make execute` and commit the outputs"
+    assert all(c.execution_count is not None for c in code_cells), (
+        "run `make execute` and commit the outputs"
+    )
     errors = [o for c in code_cells for o in c.outputs if o.output_type == "error"]
     assert not errors, f"stored outputs contain an error: {errors[0]['ename'] if errors else ''}"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")

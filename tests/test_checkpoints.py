@@ -33,7 +33,9 @@ class Dropped(nn.Module):
 
 
 SCHEDULERS = {
-    "multistep": lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[1, 3], gamma=0.5),
+    "multistep": lambda opt: torch.optim.lr_scheduler.MultiStepLR(
+        opt, milestones=[1, 3], gamma=0.5
+    ),
     "lambda": lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 0.8**epoch),
     "cosine": lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS),
 }
@@ -50,8 +52,16 @@ def setup(kind: str, seed: int):
 
 
 def train(model, opt, scheduler, loader, epochs, history=None):
-    return fit(model, loader, loss_fn=nn.MSELoss(), optimizer=opt, epochs=epochs,
-               scheduler=scheduler, progress=False, history=history)
+    return fit(
+        model,
+        loader,
+        loss_fn=nn.MSELoss(),
+        optimizer=opt,
+        epochs=epochs,
+        scheduler=scheduler,
+        progress=False,
+        history=history,
+    )
 
 
 @pytest.mark.parametrize("kind", list(SCHEDULERS))
@@ -151,10 +161,15 @@ def test_a_mismatched_optimizer_is_found_before_the_model_changes(tmp_path):
     path, *_ = saved(tmp_path)
     model, _ = fresh()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    groups = torch.optim.Adam([{"params": [model.weight_ih_l0]},
-                               {"params": [p for n, p in model.named_parameters()
-                                           if n != "weight_ih_l0"]}])
-    with pytest.raises(ValueError, match=r"parameter groups of sizes \[4\], this Adam has \[1, 3\]"):
+    groups = torch.optim.Adam(
+        [
+            {"params": [model.weight_ih_l0]},
+            {"params": [p for n, p in model.named_parameters() if n != "weight_ih_l0"]},
+        ]
+    )
+    with pytest.raises(
+        ValueError, match=r"parameter groups of sizes \[4\], this Adam has \[1, 3\]"
+    ):
         load_checkpoint(path, model, groups)
     assert unchanged(model, before)
     shuffled = torch.optim.Adam(list(model.parameters())[::-1])  # Adam's moments by shape
@@ -167,8 +182,11 @@ def test_a_mismatched_model_names_every_difference_and_stays_untouched(tmp_path)
     path, *_ = saved(tmp_path)
     other = nn.LSTM(2, 4, bias=False)
     before = {k: v.clone() for k, v in other.state_dict().items()}
-    with pytest.raises(RuntimeError, match=r"unexpected keys \['bias_ih_l0', 'bias_hh_l0'\]"
-                                           r".*weight_ih_l0: shape \(12, 2\) in the file"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"unexpected keys \['bias_ih_l0', 'bias_hh_l0'\]"
+        r".*weight_ih_l0: shape \(12, 2\) in the file",
+    ):
         load_checkpoint(path, other)
     assert unchanged(other, before)
 

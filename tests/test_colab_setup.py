@@ -6,6 +6,7 @@ the package from git), and pip installs into a private folder with no index and 
 so the test needs no network and leaves the venv alone. The cell must then import the freshly
 installed `companion`, not the editable one, and print the device it picked.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,17 +39,25 @@ def _setup_cells() -> dict[str, list[str]]:
 
 
 def _git_main_exists() -> bool:
-    probe = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "main"], capture_output=True)
+    probe = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", "main"], capture_output=True
+    )
     return probe.returncode == 0
 
 
 SETUP_CELLS = _setup_cells()
 
 
-@pytest.mark.skipif(not _git_main_exists(), reason="needs the repository's git history (branch main)")
-@pytest.mark.parametrize("source", list(SETUP_CELLS), ids=[names[0] for names in SETUP_CELLS.values()])
+@pytest.mark.skipif(
+    not _git_main_exists(), reason="needs the repository's git history (branch main)"
+)
+@pytest.mark.parametrize(
+    "source", list(SETUP_CELLS), ids=[names[0] for names in SETUP_CELLS.values()]
+)
 def test_setup_cell_installs_and_imports_companion_on_colab(tmp_path, source):
-    assert re.search(r'^\s*REPO = "https://[^"]+"$', source, flags=re.M), "the cell names the repository as REPO"
+    assert re.search(r'^\s*REPO = "https://[^"]+"$', source, flags=re.M), (
+        "the cell names the repository as REPO"
+    )
     local = re.sub(r'^(\s*REPO = )"https://[^"]+"$', rf'\1"file://{ROOT}"', source, flags=re.M)
     setup_path = tmp_path / "setup_cell.py"
     setup_path.write_text(local)
@@ -60,12 +69,20 @@ def test_setup_cell_installs_and_imports_companion_on_colab(tmp_path, source):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env.update(
-        PIP_TARGET=str(site), PIP_NO_DEPS="1", PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0",
-        PYTHONPATH=os.pathsep.join([str(site), str(fake)]), COMPANION_DEVICE="cpu",
+        PIP_TARGET=str(site),
+        PIP_NO_DEPS="1",
+        PIP_NO_INDEX="1",
+        PIP_NO_BUILD_ISOLATION="0",
+        PYTHONPATH=os.pathsep.join([str(site), str(fake)]),
+        COMPANION_DEVICE="cpu",
     )
     result = subprocess.run(
         [sys.executable, "-c", f"SETUP_PATH = {str(setup_path)!r}\n{RUNNER}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (site / "companion" / "__init__.py").exists(), "pip did not install companion from git"
@@ -76,9 +93,17 @@ def test_setup_cell_installs_and_imports_companion_on_colab(tmp_path, source):
 def test_outside_colab_the_setup_cell_installs_nothing(tmp_path):
     source = next(iter(SETUP_CELLS))
     # Outside Colab the install branch must not run: point it at a URL that cannot work.
-    broken = re.sub(r'^(\s*REPO = )"https://[^"]+"$', r'\1"file:///nonexistent"', source, flags=re.M)
+    broken = re.sub(
+        r'^(\s*REPO = )"https://[^"]+"$', r'\1"file:///nonexistent"', source, flags=re.M
+    )
     env = {**os.environ, "COMPANION_DEVICE": "cpu"}
-    result = subprocess.run([sys.executable, "-c", broken], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", broken],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("on cpu")

@@ -1,5 +1,6 @@
 """Tests of companion.data: shapes, dtypes, determinism, error messages, and the IMDB downloader
 run against a small local archive served through a file:// URL (no network)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -344,7 +345,7 @@ def test_load_imdb_downloads_parses_and_caches(tmp_path, fake_imdb):
 
 def test_load_imdb_md5_fallback(tmp_path, fake_imdb):
     url, _ = fake_imdb
-    md5 = hashlib.md5(Path(url[len("file://"):]).read_bytes()).hexdigest()
+    md5 = hashlib.md5(Path(url[len("file://") :]).read_bytes()).hexdigest()
     train, _ = load_imdb(tmp_path / "cache", url=url, sha256=None, md5=md5, progress=False)
     assert len(train) == 3
 
@@ -367,7 +368,7 @@ def test_load_imdb_uses_archive_placed_by_hand(tmp_path, fake_imdb):
     url, digest = fake_imdb
     root = tmp_path / "cache"
     root.mkdir()
-    (root / "aclImdb_v1.tar.gz").write_bytes(Path(url[len("file://"):]).read_bytes())
+    (root / "aclImdb_v1.tar.gz").write_bytes(Path(url[len("file://") :]).read_bytes())
     train, test = load_imdb(root, download=False, sha256=digest)
     assert len(train) == 3 and len(test) == 3
 
@@ -470,7 +471,9 @@ def test_load_imdb_times_out_on_a_server_that_never_answers(tmp_path):
     url = f"http://127.0.0.1:{server.getsockname()[1]}/aclImdb_v1.tar.gz"
     start = time.monotonic()
     try:
-        with pytest.raises(ConnectionError, match=r"could not download .*127\.0\.0\.1.*timeout 0\.5"):
+        with pytest.raises(
+            ConnectionError, match=r"could not download .*127\.0\.0\.1.*timeout 0\.5"
+        ):
             load_imdb(tmp_path, url=url, progress=False, timeout=0.5)
     finally:
         server.close()
@@ -485,7 +488,9 @@ def test_load_imdb_offline_names_the_url_and_where_to_put_the_file(tmp_path):
     probe.close()  # nothing listens there now: the connection is refused
     url = f"http://127.0.0.1:{port}/aclImdb_v1.tar.gz"
     placed = str(tmp_path / "aclImdb_v1.tar.gz")
-    with pytest.raises(ConnectionError, match=rf"{re.escape(url)}.*place it at {re.escape(placed)}"):
+    with pytest.raises(
+        ConnectionError, match=rf"{re.escape(url)}.*place it at {re.escape(placed)}"
+    ):
         load_imdb(tmp_path, url=url, progress=False, timeout=5)
 
 

@@ -1,4 +1,6 @@
-"""companion.device: the device choice, its overrides and error messages, seeding, the summary line."""
+"""companion.device: the device choice, its overrides and error messages, seeding, the summary
+line."""
+
 import random
 
 import numpy as np

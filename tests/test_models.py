@@ -1,6 +1,7 @@
 """companion.models: cells and layers that are drop-in twins of torch.nn's (constructor,
 parameters, initialisation, forward, outputs and gradients), with named input errors, gate
 recording and parameter counts."""
+
 from __future__ import annotations
 
 import inspect
@@ -27,7 +28,6 @@ CELLS = {
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 # derandomize: the same examples on every run, so the suite's verdict does not change by chance.
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
-
 
 
 def twins(kind: str, *args: Any, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
@@ -360,7 +360,9 @@ def test_dropout_between_layers_as_torch(kind: str) -> None:
 
 
 def test_dropout_with_one_layer_warns() -> None:
-    with pytest.warns(UserWarning, match=r"LSTM: dropout acts between stacked layers.*num_layers=1"):
+    with pytest.warns(
+        UserWarning, match=r"LSTM: dropout acts between stacked layers.*num_layers=1"
+    ):
         m.LSTM(3, 4, dropout=0.3)
 
 
@@ -405,109 +407,230 @@ def zeros(*shape: int, **kwargs: Any) -> torch.Tensor:
 
 
 LAYER_ERRORS = [
-    case(lambda: m.LSTM(3, 5)(x(4)), ValueError,
-         r"LSTM: expected input with 3 dimensions \(L, N, H_in\) or 2 \(L, H_in\), got shape \(4,\)",
-         id="rank"),
-    case(lambda: m.LSTM(3, 5, batch_first=True)(x(1, 2, 3, 4)), ValueError,
-         r"expected input with 3 dimensions \(N, L, H_in\) or 2 \(L, H_in\), got shape \(1, 2, 3, 4\)",
-         id="rank-batch-first"),
-    case(lambda: m.GRU(3, 5)(x(6, 2, 4)), ValueError,
-         r"GRU: expected input with input_size=3 features in its last dimension, got shape \(6, 2, 4\)",
-         id="features"),
-    case(lambda: m.LSTM(3, 5)(x(6, 2, 3), zeros(1, 2, 5)), TypeError,
-         r"LSTM: expected hx to be a tuple \(h_0, c_0\), got Tensor",
-         id="lstm-hx-not-tuple"),
-    case(lambda: m.LSTM(3, 5)(x(6, 2, 3), (zeros(1, 2, 5),)), TypeError,
-         r"LSTM: expected hx to be a tuple \(h_0, c_0\), got tuple of length 1",
-         id="lstm-hx-one-tensor"),
-    case(lambda: m.GRU(3, 5)(x(6, 2, 3), (zeros(1, 2, 5),)), TypeError,
-         r"GRU: expected h_0 to be a Tensor, got tuple",
-         id="gru-hx-tuple"),
-    case(lambda: m.LSTM(3, 5, 2)(x(6, 2, 3), (zeros(2, 2, 5), zeros(1, 2, 5))), ValueError,
-         r"LSTM: expected c_0 of shape \(2, 2, 5\) \(num_layers \* num_directions, N, H\), "
-         r"got shape \(1, 2, 5\)",
-         id="hx-shape"),
-    case(lambda: m.RNN(3, 5, bidirectional=True)(x(6, 3), zeros(2, 1, 5)), ValueError,
-         r"RNN: expected h_0 of shape \(2, 5\) \(num_layers \* num_directions, H\) for unbatched "
-         r"input, got shape \(2, 1, 5\)",
-         id="hx-shape-unbatched"),
-    case(lambda: m.GRU(3, 5)(x(6, 2, 3, device="meta")), RuntimeError,
-         r"GRU: expected input on the weights' device cpu, got input on meta",
-         id="input-device"),
-    case(lambda: m.GRU(3, 5)(x(6, 2, 3), zeros(1, 2, 5, device="meta")), RuntimeError,
-         r"GRU: expected h_0 on the input's device cpu, got h_0 on meta",
-         id="hx-device"),
-    case(lambda: m.LSTM(3, 5)(x(6, 2, 3, dtype=torch.float64)), ValueError,
-         r"LSTM: expected input in the weights' dtype torch.float32, got torch.float64",
-         id="input-dtype"),
-    case(lambda: m.LSTM(3, 5)(x(6, 2, 3), (zeros(1, 2, 5), zeros(1, 2, 5, dtype=torch.float16))),
-         ValueError, r"LSTM: expected c_0 in the input's dtype torch.float32, got torch.float16",
-         id="hx-dtype"),
-    case(lambda: m.RNN(3, 5)(torch.ones(6, 2, 3, dtype=torch.long)), TypeError,
-         r"RNN: expected input to be a floating-point tensor, got dtype torch.int64",
-         id="integer-input"),
-    case(lambda: m.RNN(3, 5)([[0.0, 1.0, 2.0]]), TypeError,
-         r"RNN: expected input to be a Tensor or a PackedSequence, got list",
-         id="list-input"),
-    case(lambda: m.LSTM(3, 5)(x(0, 2, 3)), ValueError,
-         r"LSTM: expected a sequence length of at least 1, got shape \(0, 2, 3\)",
-         id="empty-sequence"),
+    case(
+        lambda: m.LSTM(3, 5)(x(4)),
+        ValueError,
+        r"LSTM: expected input with 3 dimensions \(L, N, H_in\) or 2 \(L, H_in\), got shape \(4,\)",
+        id="rank",
+    ),
+    case(
+        lambda: m.LSTM(3, 5, batch_first=True)(x(1, 2, 3, 4)),
+        ValueError,
+        r"expected input with 3 dimensions \(N, L, H_in\) or 2 \(L, H_in\), "
+        r"got shape \(1, 2, 3, 4\)",
+        id="rank-batch-first",
+    ),
+    case(
+        lambda: m.GRU(3, 5)(x(6, 2, 4)),
+        ValueError,
+        r"GRU: expected input with input_size=3 features in its last dimension, "
+        r"got shape \(6, 2, 4\)",
+        id="features",
+    ),
+    case(
+        lambda: m.LSTM(3, 5)(x(6, 2, 3), zeros(1, 2, 5)),
+        TypeError,
+        r"LSTM: expected hx to be a tuple \(h_0, c_0\), got Tensor",
+        id="lstm-hx-not-tuple",
+    ),
+    case(
+        lambda: m.LSTM(3, 5)(x(6, 2, 3), (zeros(1, 2, 5),)),
+        TypeError,
+        r"LSTM: expected hx to be a tuple \(h_0, c_0\), got tuple of length 1",
+        id="lstm-hx-one-tensor",
+    ),
+    case(
+        lambda: m.GRU(3, 5)(x(6, 2, 3), (zeros(1, 2, 5),)),
+        TypeError,
+        r"GRU: expected h_0 to be a Tensor, got tuple",
+        id="gru-hx-tuple",
+    ),
+    case(
+        lambda: m.LSTM(3, 5, 2)(x(6, 2, 3), (zeros(2, 2, 5), zeros(1, 2, 5))),
+        ValueError,
+        r"LSTM: expected c_0 of shape \(2, 2, 5\) \(num_layers \* num_directions, N, H\), "
+        r"got shape \(1, 2, 5\)",
+        id="hx-shape",
+    ),
+    case(
+        lambda: m.RNN(3, 5, bidirectional=True)(x(6, 3), zeros(2, 1, 5)),
+        ValueError,
+        r"RNN: expected h_0 of shape \(2, 5\) \(num_layers \* num_directions, H\) for unbatched "
+        r"input, got shape \(2, 1, 5\)",
+        id="hx-shape-unbatched",
+    ),
+    case(
+        lambda: m.GRU(3, 5)(x(6, 2, 3, device="meta")),
+        RuntimeError,
+        r"GRU: expected input on the weights' device cpu, got input on meta",
+        id="input-device",
+    ),
+    case(
+        lambda: m.GRU(3, 5)(x(6, 2, 3), zeros(1, 2, 5, device="meta")),
+        RuntimeError,
+        r"GRU: expected h_0 on the input's device cpu, got h_0 on meta",
+        id="hx-device",
+    ),
+    case(
+        lambda: m.LSTM(3, 5)(x(6, 2, 3, dtype=torch.float64)),
+        ValueError,
+        r"LSTM: expected input in the weights' dtype torch.float32, got torch.float64",
+        id="input-dtype",
+    ),
+    case(
+        lambda: m.LSTM(3, 5)(x(6, 2, 3), (zeros(1, 2, 5), zeros(1, 2, 5, dtype=torch.float16))),
+        ValueError,
+        r"LSTM: expected c_0 in the input's dtype torch.float32, got torch.float16",
+        id="hx-dtype",
+    ),
+    case(
+        lambda: m.RNN(3, 5)(torch.ones(6, 2, 3, dtype=torch.long)),
+        TypeError,
+        r"RNN: expected input to be a floating-point tensor, got dtype torch.int64",
+        id="integer-input",
+    ),
+    case(
+        lambda: m.RNN(3, 5)([[0.0, 1.0, 2.0]]),
+        TypeError,
+        r"RNN: expected input to be a Tensor or a PackedSequence, got list",
+        id="list-input",
+    ),
+    case(
+        lambda: m.LSTM(3, 5)(x(0, 2, 3)),
+        ValueError,
+        r"LSTM: expected a sequence length of at least 1, got shape \(0, 2, 3\)",
+        id="empty-sequence",
+    ),
 ]
 CELL_ERRORS = [
-    case(lambda: m.LSTMCell(3, 5)(x(2, 2, 3)), ValueError,
-         r"LSTMCell: expected input with 2 dimensions \(N, H_in\) or 1 \(H_in,\), got shape \(2, 2, 3\)",
-         id="cell-rank"),
-    case(lambda: m.GRUCell(3, 5)(x(2, 4)), ValueError,
-         r"GRUCell: expected input with input_size=3 features in its last dimension, got shape \(2, 4\)",
-         id="cell-features"),
-    case(lambda: m.LSTMCell(3, 5)(x(2, 3), zeros(2, 5)), TypeError,
-         r"LSTMCell: expected hx to be a tuple \(h, c\), got Tensor",
-         id="cell-hx-not-tuple"),
-    case(lambda: m.RNNCell(3, 5)(x(2, 3), zeros(3, 5)), ValueError,
-         r"RNNCell: expected h of shape \(2, 5\) \(N, H\), got shape \(3, 5\)",
-         id="cell-hx-shape"),
-    case(lambda: m.GRUCell(3, 5)(x(3), zeros(1, 5)), ValueError,
-         r"GRUCell: expected h of shape \(5,\) \(H,\) for unbatched input, got shape \(1, 5\)",
-         id="cell-hx-shape-unbatched"),
-    case(lambda: m.GRUCell(3, 5)(x(2, 3, device="meta")), RuntimeError,
-         r"GRUCell: expected input on the weights' device cpu, got input on meta",
-         id="cell-device"),
-    case(lambda: m.LSTMCell(3, 5)(x(2, 3, dtype=torch.float64)), ValueError,
-         r"LSTMCell: expected input in the weights' dtype torch.float32, got torch.float64",
-         id="cell-dtype"),
-    case(lambda: m.RNNCell(3, 5)(torch.ones(2, 3, dtype=torch.int32)), TypeError,
-         r"RNNCell: expected input to be a floating-point tensor, got dtype torch.int32",
-         id="cell-integer-input"),
+    case(
+        lambda: m.LSTMCell(3, 5)(x(2, 2, 3)),
+        ValueError,
+        r"LSTMCell: expected input with 2 dimensions \(N, H_in\) or 1 \(H_in,\), "
+        r"got shape \(2, 2, 3\)",
+        id="cell-rank",
+    ),
+    case(
+        lambda: m.GRUCell(3, 5)(x(2, 4)),
+        ValueError,
+        r"GRUCell: expected input with input_size=3 features in its last dimension, "
+        r"got shape \(2, 4\)",
+        id="cell-features",
+    ),
+    case(
+        lambda: m.LSTMCell(3, 5)(x(2, 3), zeros(2, 5)),
+        TypeError,
+        r"LSTMCell: expected hx to be a tuple \(h, c\), got Tensor",
+        id="cell-hx-not-tuple",
+    ),
+    case(
+        lambda: m.RNNCell(3, 5)(x(2, 3), zeros(3, 5)),
+        ValueError,
+        r"RNNCell: expected h of shape \(2, 5\) \(N, H\), got shape \(3, 5\)",
+        id="cell-hx-shape",
+    ),
+    case(
+        lambda: m.GRUCell(3, 5)(x(3), zeros(1, 5)),
+        ValueError,
+        r"GRUCell: expected h of shape \(5,\) \(H,\) for unbatched input, got shape \(1, 5\)",
+        id="cell-hx-shape-unbatched",
+    ),
+    case(
+        lambda: m.GRUCell(3, 5)(x(2, 3, device="meta")),
+        RuntimeError,
+        r"GRUCell: expected input on the weights' device cpu, got input on meta",
+        id="cell-device",
+    ),
+    case(
+        lambda: m.LSTMCell(3, 5)(x(2, 3, dtype=torch.float64)),
+        ValueError,
+        r"LSTMCell: expected input in the weights' dtype torch.float32, got torch.float64",
+        id="cell-dtype",
+    ),
+    case(
+        lambda: m.RNNCell(3, 5)(torch.ones(2, 3, dtype=torch.int32)),
+        TypeError,
+        r"RNNCell: expected input to be a floating-point tensor, got dtype torch.int32",
+        id="cell-integer-input",
+    ),
 ]
 CONSTRUCTOR_ERRORS = [
-    case(lambda: m.LSTM(3, 5, proj_size=2), NotImplementedError,
-         r"LSTM: expected proj_size=0 .* got proj_size=2", id="proj-size"),
-    case(lambda: m.RNN(3, 5, nonlinearity="sigmoid"), ValueError,
-         r"RNN: expected nonlinearity 'tanh' or 'relu', got 'sigmoid'", id="nonlinearity"),
-    case(lambda: m.RNNCell(3, 5, nonlinearity="gelu"), ValueError,
-         r"RNNCell: expected nonlinearity 'tanh' or 'relu', got 'gelu'", id="cell-nonlinearity"),
-    case(lambda: m.GRU(3, 5, dropout=1.5), ValueError,
-         r"GRU: expected dropout to be a probability in \[0, 1\], got 1.5", id="dropout"),
-    case(lambda: m.GRU(3, 0), ValueError,
-         r"GRU: expected hidden_size >= 1, got 0", id="hidden-size"),
-    case(lambda: m.LSTMCell(3.0, 5), TypeError,
-         r"LSTMCell: expected an int input_size, got float 3.0", id="input-size-type"),
-    case(lambda: m.RNN(3, 5, num_layers=0), ValueError,
-         r"RNN: expected num_layers >= 1, got 0", id="num-layers"),
-    case(lambda: m.LSTM(3, 5, batch_first=1), TypeError,
-         r"LSTM: expected batch_first to be a bool, got int 1", id="batch-first-type"),
-    case(lambda: m.LSTM(3, 5, bidirectional=2), TypeError,
-         r"LSTM: expected bidirectional to be a bool, got int 2", id="bidirectional-2"),
-    case(lambda: m.GRU(3, 5, proj_size=2), ValueError,
-         r"GRU: expected proj_size=0 \(projections exist only for the LSTM\), got proj_size=2",
-         id="gru-proj-size"),
-    case(lambda: m.RNN(3, 5, proj_size=1), ValueError, r"RNN: expected proj_size=0",
-         id="rnn-proj-size"),
-    case(lambda: m.expected_parameters("transformer", 3, 5), ValueError,
-         r"expected_parameters: expected kind 'rnn', 'lstm' or 'gru', got 'transformer'", id="kind"),
-    case(lambda: m.record_gates(nn.LSTM(3, 5)).__enter__(), ValueError,
-         r"record_gates: expected a module containing companion RNN/LSTM/GRU cells or layers, "
-         r"got LSTM with none", id="record-torch-module"),
+    case(
+        lambda: m.LSTM(3, 5, proj_size=2),
+        NotImplementedError,
+        r"LSTM: expected proj_size=0 .* got proj_size=2",
+        id="proj-size",
+    ),
+    case(
+        lambda: m.RNN(3, 5, nonlinearity="sigmoid"),
+        ValueError,
+        r"RNN: expected nonlinearity 'tanh' or 'relu', got 'sigmoid'",
+        id="nonlinearity",
+    ),
+    case(
+        lambda: m.RNNCell(3, 5, nonlinearity="gelu"),
+        ValueError,
+        r"RNNCell: expected nonlinearity 'tanh' or 'relu', got 'gelu'",
+        id="cell-nonlinearity",
+    ),
+    case(
+        lambda: m.GRU(3, 5, dropout=1.5),
+        ValueError,
+        r"GRU: expected dropout to be a probability in \[0, 1\], got 1.5",
+        id="dropout",
+    ),
+    case(
+        lambda: m.GRU(3, 0), ValueError, r"GRU: expected hidden_size >= 1, got 0", id="hidden-size"
+    ),
+    case(
+        lambda: m.LSTMCell(3.0, 5),
+        TypeError,
+        r"LSTMCell: expected an int input_size, got float 3.0",
+        id="input-size-type",
+    ),
+    case(
+        lambda: m.RNN(3, 5, num_layers=0),
+        ValueError,
+        r"RNN: expected num_layers >= 1, got 0",
+        id="num-layers",
+    ),
+    case(
+        lambda: m.LSTM(3, 5, batch_first=1),
+        TypeError,
+        r"LSTM: expected batch_first to be a bool, got int 1",
+        id="batch-first-type",
+    ),
+    case(
+        lambda: m.LSTM(3, 5, bidirectional=2),
+        TypeError,
+        r"LSTM: expected bidirectional to be a bool, got int 2",
+        id="bidirectional-2",
+    ),
+    case(
+        lambda: m.GRU(3, 5, proj_size=2),
+        ValueError,
+        r"GRU: expected proj_size=0 \(projections exist only for the LSTM\), got proj_size=2",
+        id="gru-proj-size",
+    ),
+    case(
+        lambda: m.RNN(3, 5, proj_size=1),
+        ValueError,
+        r"RNN: expected proj_size=0",
+        id="rnn-proj-size",
+    ),
+    case(
+        lambda: m.expected_parameters("transformer", 3, 5),
+        ValueError,
+        r"expected_parameters: expected kind 'rnn', 'lstm' or 'gru', got 'transformer'",
+        id="kind",
+    ),
+    case(
+        lambda: m.record_gates(nn.LSTM(3, 5)).__enter__(),
+        ValueError,
+        r"record_gates: expected a module containing companion RNN/LSTM/GRU cells or layers, "
+        r"got LSTM with none",
+        id="record-torch-module",
+    ),
 ]
 
 
@@ -521,7 +644,9 @@ def test_errors_name_what_was_expected_and_what_came(
 
 def test_packed_input_is_checked_too() -> None:
     packed = pack_padded_sequence(x(4, 2, 5), torch.tensor([4, 2]))
-    message = r"LSTM: expected input with input_size=3 features in its last dimension, got shape \(6, 5\)"
+    message = (
+        r"LSTM: expected input with input_size=3 features in its last dimension, got shape \(6, 5\)"
+    )
     with pytest.raises(ValueError, match=message):
         m.LSTM(3, 4)(packed)
     packed = pack_padded_sequence(x(4, 2, 3), torch.tensor([4, 2]))
@@ -706,10 +831,12 @@ def test_record_gates_cleans_up_after_errors_and_refuses_nesting() -> None:
     with pytest.raises(ZeroDivisionError):
         with m.record_gates(model):
             model(x(2, 1, 3))
-            1 / 0
+            raise ZeroDivisionError
     assert model._recording is None
     with m.record_gates(model):
-        with pytest.raises(RuntimeError, match=r"record_gates: module '' \(LSTM\) is already being recorded"):
+        with pytest.raises(
+            RuntimeError, match=r"record_gates: module '' \(LSTM\) is already being recorded"
+        ):
             with m.record_gates(model):
                 pass
     cell = m.GRUCell(3, 4)
@@ -736,7 +863,12 @@ def test_recording_changes_no_output_or_gradient() -> None:
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize(
     "input_size, hidden_size, num_layers, bidirectional, bias",
-    [(3, 5, 1, False, True), (7, 4, 2, True, True), (2, 6, 3, False, False), (1, 1, 3, True, False)],
+    [
+        (3, 5, 1, False, True),
+        (7, 4, 2, True, True),
+        (2, 6, 3, False, False),
+        (1, 1, 3, True, False),
+    ],
 )
 def test_expected_parameters_count_real_layers(
     kind: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool, bias: bool
@@ -757,4 +889,6 @@ def test_count_parameters_trainable_only() -> None:
     assert m.count_parameters(model) == total - m.expected_parameters("gru", 3, 4)
     assert m.count_parameters(model, trainable_only=False) == total
     lstm_cell = m.expected_parameters("lstm", 3, 4)
-    assert m.count_parameters(m.LSTMCell(3, 4)) == m.count_parameters(nn.LSTMCell(3, 4)) == lstm_cell
+    assert (
+        m.count_parameters(m.LSTMCell(3, 4)) == m.count_parameters(nn.LSTMCell(3, 4)) == lstm_cell
+    )

@@ -2,6 +2,7 @@
 
 Models are torch.nn layers or tiny wrappers, so these tests do not depend on companion.models.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,6 @@ from companion.train import (
 )
 
 
-
 class LastStep(nn.Module):
     """LSTM over (N, L, 1) followed by a linear head on the last hidden state -> (N, 1)."""
 
@@ -51,7 +51,7 @@ def sum_task(n: int = 32, length: int = 5, seed: int = 0) -> tuple[torch.Tensor,
 
 
 def batches(x: torch.Tensor, y: torch.Tensor, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
 
 
 def make(seed: int = 0, lr: float = 0.05, hidden: int = 4):
@@ -73,8 +73,16 @@ def test_fit_learns_and_records_every_key():
     x, y = sum_task()
     model, opt = make()
     train, val = batches(x[:24], y[:24], 8), batches(x[24:], y[24:], 4)
-    hist = fit(model, train, loss_fn=nn.MSELoss(), optimizer=opt, epochs=8, val_data=val,
-               metrics={"mae": mae}, progress=False)
+    hist = fit(
+        model,
+        train,
+        loss_fn=nn.MSELoss(),
+        optimizer=opt,
+        epochs=8,
+        val_data=val,
+        metrics={"mae": mae},
+        progress=False,
+    )
     assert isinstance(hist, History) and len(hist) == 8 and not hist.interrupted
     assert hist["epoch"] == list(range(1, 9))
     assert hist.keys() == ["epoch", "train_loss", "val_loss", "val_mae", "grad_norm", "lr", "time"]
@@ -84,14 +92,22 @@ def test_fit_learns_and_records_every_key():
     assert hist["lr"] == [0.05] * 8
     assert all(b >= a for a, b in zip(hist["time"], hist["time"][1:]))
     assert hist[-1]["val_loss"] == pytest.approx(
-        evaluate(model, val, loss_fn=nn.MSELoss())["loss"], rel=1e-6)
+        evaluate(model, val, loss_fn=nn.MSELoss())["loss"], rel=1e-6
+    )
 
 
 def test_metrics_without_validation_are_train_metrics():
     x, y = sum_task(8)
     model, opt = make()
-    hist = fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2,
-               metrics={"mae": mae}, progress=False)
+    hist = fit(
+        model,
+        (x, y),
+        loss_fn=nn.MSELoss(),
+        optimizer=opt,
+        epochs=2,
+        metrics={"mae": mae},
+        progress=False,
+    )
     assert "train_mae" in hist.keys() and "val_loss" not in hist.keys()
 
 
@@ -101,13 +117,15 @@ def test_train_loss_is_weighted_by_batch_size():
     x, y = sum_task(10)
     model, _ = make()
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    hist = fit(model, batches(x, y, 4), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1,
-               progress=False)
+    hist = fit(
+        model, batches(x, y, 4), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, progress=False
+    )
     with torch.no_grad():
         full = nn.functional.mse_loss(model(x), y).item()
     assert hist["train_loss"][0] == pytest.approx(full, rel=1e-5)
     assert evaluate(model, batches(x, y, 4), loss_fn=nn.MSELoss())["loss"] == pytest.approx(
-        full, rel=1e-5)
+        full, rel=1e-5
+    )
 
 
 def test_grad_norm_is_recorded_before_clipping_and_grads_are_clipped():
@@ -116,9 +134,17 @@ def test_grad_norm_is_recorded_before_clipping_and_grads_are_clipped():
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     nn.functional.mse_loss(model(x), y).backward()
     expected = torch.linalg.vector_norm(
-        torch.stack([p.grad.norm() for p in model.parameters()])).item()
-    hist = fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, progress=False,
-               clip_grad_norm=1e-3)
+        torch.stack([p.grad.norm() for p in model.parameters()])
+    ).item()
+    hist = fit(
+        model,
+        (x, y),
+        loss_fn=nn.MSELoss(),
+        optimizer=opt,
+        epochs=1,
+        progress=False,
+        clip_grad_norm=1e-3,
+    )
     assert hist["grad_norm"][0] == pytest.approx(expected, rel=1e-5)
     assert expected > 1e-3
     after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
@@ -129,21 +155,37 @@ def test_scheduler_is_stepped_once_per_epoch_and_lr_is_the_epochs_own():
     x, y = sum_task(8)
     model, opt = make(lr=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    hist = fit(model, batches(x, y, 4), loss_fn=nn.MSELoss(), optimizer=opt, epochs=3,
-               scheduler=sched, progress=False)
+    hist = fit(
+        model,
+        batches(x, y, 4),
+        loss_fn=nn.MSELoss(),
+        optimizer=opt,
+        epochs=3,
+        scheduler=sched,
+        progress=False,
+    )
     assert hist["lr"] == pytest.approx([0.1, 0.05, 0.025])
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0125)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0)
-    fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, val_data=(x, y),
-        scheduler=plateau, progress=False)
+    fit(
+        model,
+        (x, y),
+        loss_fn=nn.MSELoss(),
+        optimizer=opt,
+        epochs=2,
+        val_data=(x, y),
+        scheduler=plateau,
+        progress=False,
+    )
 
 
 def test_fit_appends_to_a_given_history():
     x, y = sum_task(8)
     model, opt = make()
     hist = fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, progress=False)
-    again = fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, progress=False,
-                history=hist)
+    again = fit(
+        model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, progress=False, history=hist
+    )
     assert again is hist and hist["epoch"] == [1, 2, 3, 4]
     assert all(b >= a for a, b in zip(hist["time"], hist["time"][1:]))
 
@@ -152,8 +194,9 @@ def test_fit_restores_the_training_mode_and_epochs_zero():
     x, y = sum_task(8)
     model, opt = make()
     model.eval()
-    assert len(fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=0,
-                   progress=False)) == 0
+    assert (
+        len(fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=0, progress=False)) == 0
+    )
     fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, progress=False)
     assert not model.training
 
@@ -174,8 +217,9 @@ class PackedClassifier(nn.Module):
 
     def forward(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # pack_padded_sequence requires CPU lengths whatever the device of the data.
-        packed = pack_padded_sequence(self.emb(padded), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            self.emb(padded), lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         _, (h, _) = self.lstm(packed)
         return self.head(h[-1])
 
@@ -191,8 +235,15 @@ def test_batches_with_several_inputs_call_model_with_all_of_them():
     flat = [(padded[:3], lengths[:3], labels[:3]), (padded[3:], lengths[3:], labels[3:])]
     nested = [((p, n), t) for p, n, t in flat]
     for data in (flat, nested):
-        hist = fit(model, data, loss_fn=nn.CrossEntropyLoss(), optimizer=opt, epochs=1,
-                   progress=False, metrics={"acc": lambda p, t: (p.argmax(-1) == t).float().mean()})
+        hist = fit(
+            model,
+            data,
+            loss_fn=nn.CrossEntropyLoss(),
+            optimizer=opt,
+            epochs=1,
+            progress=False,
+            metrics={"acc": lambda p, t: (p.argmax(-1) == t).float().mean()},
+        )
         assert math.isfinite(hist["train_loss"][0]) and 0 <= hist["train_acc"][0] <= 1
     assert predict(model, [((padded, lengths), labels)]).shape == (6, 2)
 
@@ -201,8 +252,9 @@ def test_works_with_a_dataloader_and_explicit_device():
     x, y = sum_task(12)
     model, opt = make()
     loader = DataLoader(TensorDataset(x, y), batch_size=5, shuffle=True)
-    hist = fit(model, loader, loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, progress=False,
-               device="cpu")
+    hist = fit(
+        model, loader, loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, progress=False, device="cpu"
+    )
     assert len(hist) == 2
 
 
@@ -213,8 +265,10 @@ def test_to_device_moves_nested_tensors_and_leaves_the_rest():
     moved = to_device({"x": (t, [t, 3]), "p": Pair(t, "s"), "packed": packed}, "cpu")
     assert isinstance(moved["p"], Pair) and moved["p"].b == "s"
     assert moved["x"][1][1] == 3 and torch.equal(moved["x"][0], t)
-    assert torch.equal(pad_packed_sequence(moved["packed"], batch_first=True)[0],
-                       pad_packed_sequence(packed, batch_first=True)[0])
+    assert torch.equal(
+        pad_packed_sequence(moved["packed"], batch_first=True)[0],
+        pad_packed_sequence(packed, batch_first=True)[0],
+    )
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -230,8 +284,14 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="epochs"):
         fit(model, (x, y), epochs=-1, **kw)
     with pytest.raises(ValueError, match="scalar"):
-        fit(model, (x, y), epochs=1, loss_fn=nn.MSELoss(reduction="none"), optimizer=opt,
-            progress=False)
+        fit(
+            model,
+            (x, y),
+            epochs=1,
+            loss_fn=nn.MSELoss(reduction="none"),
+            optimizer=opt,
+            progress=False,
+        )
 
 
 def test_progress_bar_goes_to_stderr_once_per_fit_and_can_be_silenced(capsys):
@@ -289,11 +349,10 @@ class Recorder(nn.Module):
 def test_stateful_carries_a_detached_state_and_resets_it_each_epoch():
     torch.manual_seed(0)
     series = torch.sin(torch.linspace(0, 6, 2 * 13)).reshape(2, 13, 1)
-    chunks = [(series[:, i:i + 4], series[:, i + 1:i + 5]) for i in range(0, 12, 4)]
+    chunks = [(series[:, i : i + 4], series[:, i + 1 : i + 5]) for i in range(0, 12, 4)]
     model = Recorder()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    fit(model, chunks, loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, stateful=True,
-        progress=False)
+    fit(model, chunks, loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, stateful=True, progress=False)
     assert len(model.received) == 6
     assert model.received[0] is None and model.received[3] is None
     for k in (1, 2, 4, 5):
@@ -316,8 +375,15 @@ def test_stateful_model_must_return_a_pair():
     model = Forgetful()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(TypeError, match=r"return \(prediction, state\), got a tensor"):
-        fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, stateful=True,
-            progress=False)
+        fit(
+            model,
+            (x, y),
+            loss_fn=nn.MSELoss(),
+            optimizer=opt,
+            epochs=1,
+            stateful=True,
+            progress=False,
+        )
 
 
 def test_keyboard_interrupt_returns_the_history_so_far(capsys):
@@ -344,8 +410,7 @@ def test_nan_loss_raises_naming_epoch_and_batch_and_leaves_parameters_finite():
     model, opt = make()
     message = r"epoch 1, batch 2.*learning rate.*clip_grad_norm"
     with pytest.raises(FloatingPointError, match=message):
-        fit(model, batches(x, y, 4), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2,
-            progress=False)
+        fit(model, batches(x, y, 4), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, progress=False)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -356,8 +421,15 @@ def test_amp_on_cpu_warns_and_trains_exactly_as_float32():
         model, opt = make()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            hist = fit(model, batches(x, y, 4), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2,
-                       amp=amp, progress=False)
+            hist = fit(
+                model,
+                batches(x, y, 4),
+                loss_fn=nn.MSELoss(),
+                optimizer=opt,
+                epochs=2,
+                amp=amp,
+                progress=False,
+            )
         messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
         assert any("float32" in m for m in messages) == amp
         results.append((hist["train_loss"], [p.detach().clone() for p in model.parameters()]))
@@ -371,8 +443,17 @@ def test_amp_on_cuda_trains(amp):
     x, y = sum_task(64)
     model, opt = make(hidden=16)
     model.cuda()
-    hist = fit(model, batches(x, y, 16), loss_fn=nn.MSELoss(), optimizer=opt, epochs=5, amp=amp,
-               clip_grad_norm=1.0, val_data=(x, y), progress=False)
+    hist = fit(
+        model,
+        batches(x, y, 16),
+        loss_fn=nn.MSELoss(),
+        optimizer=opt,
+        epochs=5,
+        amp=amp,
+        clip_grad_norm=1.0,
+        val_data=(x, y),
+        progress=False,
+    )
     assert all(math.isfinite(v) for v in hist["train_loss"])
     assert hist["train_loss"][-1] < hist["train_loss"][0]
     assert next(model.parameters()).dtype == torch.float32
@@ -408,8 +489,12 @@ def test_predict_accepts_tensors_and_batches_and_returns_cpu():
     model.train()
     with torch.no_grad():
         expected = model(x)
-    for data in (x, batches(x, y, 4), DataLoader(TensorDataset(x), batch_size=3),
-                 [b[0] for b in batches(x, y, 4)]):
+    for data in (
+        x,
+        batches(x, y, 4),
+        DataLoader(TensorDataset(x), batch_size=3),
+        [b[0] for b in batches(x, y, 4)],
+    ):
         out = predict(model, data)
         assert out.device.type == "cpu" and not out.requires_grad
         assert torch.allclose(out, expected, atol=1e-6)
@@ -436,8 +521,13 @@ def test_detach_state_keeps_structure_and_values():
 
 
 def test_history_round_trips_through_plain_data():
-    hist = History([{"epoch": 1, "train_loss": torch.tensor(0.5), "lr": 0.1},
-                    {"epoch": 2, "train_loss": 0.25, "val_loss": 0.3, "lr": 0.1}], interrupted=True)
+    hist = History(
+        [
+            {"epoch": 1, "train_loss": torch.tensor(0.5), "lr": 0.1},
+            {"epoch": 2, "train_loss": 0.25, "val_loss": 0.3, "lr": 0.1},
+        ],
+        interrupted=True,
+    )
     data = hist.to_dict()
     assert json.loads(json.dumps(data)) == data
     back = History.from_dict(data)
@@ -459,8 +549,12 @@ def test_history_plot_uses_companion_plots():
     pytest.importorskip("companion.plots")
     import matplotlib.pyplot as plt
 
-    hist = History([{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2},
-                    {"epoch": 2, "train_loss": 0.5, "val_loss": 0.7}])
+    hist = History(
+        [
+            {"epoch": 1, "train_loss": 1.0, "val_loss": 1.2},
+            {"epoch": 2, "train_loss": 0.5, "val_loss": 0.7},
+        ]
+    )
     assert hist.plot() is not None
     ax = hist.plot(label="LSTM")
     from companion.plots import COLORS
@@ -530,7 +624,10 @@ def test_loading_into_a_mismatched_model_names_the_keys(tmp_path):
     with pytest.raises(ValueError, match="without an optimizer"):
         load_checkpoint(path, make(hidden=4)[0], bigger_opt)
     assert load_checkpoint(path, make(hidden=4)[0]) == {
-        "history": None, "config": None, "companion_version": info_version()}
+        "history": None,
+        "config": None,
+        "companion_version": info_version(),
+    }
 
 
 def info_version() -> str:
@@ -546,15 +643,30 @@ def test_autocast_and_grad_scaler_branch_runs(monkeypatch):
 
     if not hasattr(torch.amp, "GradScaler"):
         pytest.skip("torch.amp.GradScaler needs torch >= 2.3")
-    monkeypatch.setattr(train, "_amp_setup", lambda amp, device, use_closure: (
-        torch.bfloat16, torch.amp.GradScaler("cpu", init_scale=2.0**8)))
+    monkeypatch.setattr(
+        train,
+        "_amp_setup",
+        lambda amp, device, use_closure: (
+            torch.bfloat16,
+            torch.amp.GradScaler("cpu", init_scale=2.0**8),
+        ),
+    )
     x, y = sum_task(16)
     model, _ = make()
     # companion's LSTM: torch.nn's oneDNN kernel has no bfloat16 LSTM on some CPUs.
     model.lstm = models.LSTM(1, 4, batch_first=True)
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    hist = fit(model, batches(x, y, 8), loss_fn=nn.MSELoss(), optimizer=opt, epochs=4, amp=True,
-               clip_grad_norm=1.0, metrics={"mae": mae}, progress=False)
+    hist = fit(
+        model,
+        batches(x, y, 8),
+        loss_fn=nn.MSELoss(),
+        optimizer=opt,
+        epochs=4,
+        amp=True,
+        clip_grad_norm=1.0,
+        metrics={"mae": mae},
+        progress=False,
+    )
     assert hist["train_loss"][-1] < hist["train_loss"][0]
     assert all(0 < g < 1e3 for g in hist["grad_norm"])  # unscaled: not multiplied by 2**8
     assert next(model.parameters()).dtype == torch.float32
@@ -594,8 +706,15 @@ def test_nan_gradient_with_finite_loss_raises_and_leaves_the_weights(clip):
 
     model.register_forward_pre_hook(remember)
     with pytest.raises(FloatingPointError, match=r"epoch 1, batch 2 .*head\.bias") as caught:
-        fit(model, data, loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, clip_grad_norm=clip,
-            progress=False)
+        fit(
+            model,
+            data,
+            loss_fn=nn.MSELoss(),
+            optimizer=opt,
+            epochs=1,
+            clip_grad_norm=clip,
+            progress=False,
+        )
     assert "weights are as they were" in str(caught.value)
     for name, value in model.state_dict().items():
         assert torch.isfinite(value).all() and torch.equal(value, before_last[name]), name
@@ -631,8 +750,15 @@ def test_history_is_kept_on_any_error():
 
     history = History()
     with pytest.raises(ValueError, match="broken loss") as caught:
-        fit(model, batches(x, y, 4), loss_fn=loss_fn, optimizer=opt, epochs=5, progress=False,
-            history=history)
+        fit(
+            model,
+            batches(x, y, 4),
+            loss_fn=loss_fn,
+            optimizer=opt,
+            epochs=5,
+            progress=False,
+            history=history,
+        )
     assert caught.value.history is history and history["epoch"] == [1, 2]
     with pytest.raises(ValueError, match="broken loss") as caught:
         fit(model, batches(x, y, 4), loss_fn=loss_fn, optimizer=opt, epochs=5, progress=False)
@@ -645,8 +771,15 @@ def test_empty_val_data_fails_before_training():
     before = [p.clone() for p in model.parameters()]
     for empty in ([], DataLoader(TensorDataset(x[:0], y[:0]), batch_size=4)):
         with pytest.raises(ValueError, match="val_data yielded no batches"):
-            fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, val_data=empty,
-                progress=False)
+            fit(
+                model,
+                (x, y),
+                loss_fn=nn.MSELoss(),
+                optimizer=opt,
+                epochs=1,
+                val_data=empty,
+                progress=False,
+            )
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
@@ -664,27 +797,45 @@ def test_stateful_run_with_a_short_last_batch_gets_a_hint():
 
     model = Stateful()
     opt = torch.optim.Adam(model.parameters())
-    with pytest.raises(ValueError, match=r"batch 2 \(0-based\) has 2 after batches of 4.*drop_last"):
-        fit(model, batches(x, y, 4), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1,
-            stateful=True, progress=False)
+    with pytest.raises(
+        ValueError, match=r"batch 2 \(0-based\) has 2 after batches of 4.*drop_last"
+    ):
+        fit(
+            model,
+            batches(x, y, 4),
+            loss_fn=nn.MSELoss(),
+            optimizer=opt,
+            epochs=1,
+            stateful=True,
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("clip", ["1", True, 0, -1.0, math.inf, math.nan])
 def test_clip_grad_norm_must_be_a_positive_number(clip):
     x, y = sum_task(8)
     model, opt = make()
-    with pytest.raises(ValueError, match=r"expected clip_grad_norm to be a positive number or None"):
-        fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, clip_grad_norm=clip,
-            progress=False)
+    with pytest.raises(
+        ValueError, match=r"expected clip_grad_norm to be a positive number or None"
+    ):
+        fit(
+            model,
+            (x, y),
+            loss_fn=nn.MSELoss(),
+            optimizer=opt,
+            epochs=1,
+            clip_grad_norm=clip,
+            progress=False,
+        )
 
 
 def test_epochs_follow_the_one_integer_rule():
     np = pytest.importorskip("numpy")
     x, y = sum_task(8)
     model, opt = make()
-    hist = fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=np.int64(2),
-               progress=False)
+    hist = fit(
+        model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=np.int64(2), progress=False
+    )
     assert hist["epoch"] == [1, 2]
     with pytest.raises(TypeError, match="expected an int epochs, got float 2.0"):
         fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2.0, progress=False)
-
