@@ -718,6 +718,7 @@ def _stream(response, out, hashers: dict, name: str, progress: bool) -> None:
         unit_divisor=1024,
         desc=f"Downloading {name}",
         disable=not progress,
+        ncols=80,
     ) as bar:
         for chunk in iter(lambda: response.read(1 << 20), b""):
             out.write(chunk)

@@ -759,7 +759,8 @@ def fit(
     time_offset = float(history[-1].get("time", 0.0)) if len(history) else 0.0
     start = time.perf_counter()
     was_training = model.training
-    bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not progress)
+    # 80 columns, the width of the book's pages: tqdm narrows the bar to fit.
+    bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not progress, ncols=80)
     where = _Progress(epoch_offset)
     try:
         for epoch in range(epoch_offset + 1, epoch_offset + epochs + 1):
@@ -782,9 +783,9 @@ def fit(
                 _step_scheduler(scheduler, record)
             record["time"] = time_offset + time.perf_counter() - start
             history.append(record)
-            bar.set_postfix(
-                {k: f"{v:.4g}" for k, v in record.items() if k.endswith("_loss")}, refresh=False
-            )
+            losses = {"loss": record["train_loss"], "val_loss": record.get("val_loss")}
+            postfix = {k: f"{v:.3g}" for k, v in losses.items() if v is not None}
+            bar.set_postfix(postfix, refresh=False)
             bar.update(1)
     except KeyboardInterrupt:
         history.interrupted = True

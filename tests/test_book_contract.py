@@ -5,6 +5,7 @@ Colab-friendly metadata."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+DISTRIBUTION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
 
 
 def _toc_files(node) -> list[str]:
@@ -71,17 +73,27 @@ def test_every_notebook_starts_with_the_same_setup_cell():
         assert source == reference, f"{name}: the setup cell differs from {NOTEBOOKS[0].name}'s"
 
 
+def test_the_distribution_has_a_name_of_its_own():
+    # "companion" on PyPI is an unrelated project: `pip install companion` gets the wrong thing.
+    assert DISTRIBUTION != "companion" and "companion" in DISTRIBUTION
+
+
 def test_setup_cell_installs_from_the_configured_repository_only_on_colab():
+    # Until every notebook carries the setup cell that names the distribution, this fails.
     source = _first_code_cell(NOTEBOOKS[0])
     repo = CONFIG["repository"]
     urls = re.findall(r'^\s*REPO = "(\S+)"$', source, flags=re.M)
-    branches = re.findall(r'"git\+\{REPO\}@(\w+)"', source)
     assert urls == [repo["url"]], (
         f"setup cell installs from {urls}, _config.yml names {repo['url']}"
     )
-    assert branches == [repo["branch"]], f"setup cell installs branch {branches}"
+    # A named direct reference: pip checks that the repository builds this distribution.
+    installs = re.findall(r'f"([\w.-]+) @ git\+\{REPO\}@(\w+)"', source)
+    assert installs == [(DISTRIBUTION, repo["branch"])], (
+        f"setup cell installs {installs}, expected {DISTRIBUTION} @ git+{{REPO}}@{repo['branch']}"
+    )
     # Guard on the Colab module, not on a failed import: CI must never reach for the network.
     assert '"google.colab" in sys.modules' in source
+    assert "import companion" in source, "the import name stays companion"
     assert "pick_device()" in source and "seed_everything(" in source
 
 

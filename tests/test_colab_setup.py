@@ -1,7 +1,8 @@
 """Colab readiness: the setup cell of every notebook, run as Colab would run it.
 
 A fake `google.colab` module is imported first (Colab has it loaded), the repository URL in the
-cell is pointed at this checkout (`git+file://...@main`, so pip really clones, builds and installs
+cell is pointed at this checkout (`git+file://localhost/...@main`: a URL with a host, which
+PEP 508's named direct references need; pip really clones, builds and installs
 the package from git), and pip installs into a private folder with no index and no dependencies,
 so the test needs no network and leaves the venv alone. The cell must then import the freshly
 installed `companion`, not the editable one, and print the device it picked.
@@ -13,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nbformat
@@ -46,6 +48,7 @@ def _git_main_exists() -> bool:
 
 
 SETUP_CELLS = _setup_cells()
+DISTRIBUTION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
 
 
 @pytest.mark.skipif(
@@ -58,7 +61,9 @@ def test_setup_cell_installs_and_imports_companion_on_colab(tmp_path, source):
     assert re.search(r'^\s*REPO = "https://[^"]+"$', source, flags=re.M), (
         "the cell names the repository as REPO"
     )
-    local = re.sub(r'^(\s*REPO = )"https://[^"]+"$', rf'\1"file://{ROOT}"', source, flags=re.M)
+    local = re.sub(
+        r'^(\s*REPO = )"https://[^"]+"$', rf'\1"file://localhost{ROOT}"', source, flags=re.M
+    )
     setup_path = tmp_path / "setup_cell.py"
     setup_path.write_text(local)
     fake = tmp_path / "fake"
@@ -86,6 +91,7 @@ def test_setup_cell_installs_and_imports_companion_on_colab(tmp_path, source):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (site / "companion" / "__init__.py").exists(), "pip did not install companion from git"
+    assert list(site.glob(f"{DISTRIBUTION.replace('-', '_')}-*.dist-info")), "wrong distribution"
     assert f"imported from {site / 'companion' / '__init__.py'}" in result.stdout
     assert re.search(r"^companion \d+\.\d+\.\d+ on cpu$", result.stdout, flags=re.M), result.stdout
 
