@@ -6,7 +6,7 @@
 
 A checkpoint holds the model's and the optimizer's state, the scheduler's state, the history, a
 JSON-like config, and the states of every random number generator that training draws from
-(torch's, CUDA's where present, NumPy's and Python's): shuffling ``DataLoader``s and dropout then
+(torch's, CUDA's where present, NumPy's and Python's): a shuffling ``DataLoader`` and dropout then
 continue exactly where they stopped, and a resumed run ends with the same weights, bit for bit on
 the CPU, as one that never stopped.
 
