@@ -101,8 +101,8 @@ class History:
             if not any(key in r for r in self.records):
                 raise KeyError(f"History: no record has the key {key!r}; keys are {self.keys()}")
             return [r.get(key, math.nan) for r in self.records]
-        if isinstance(key, int):
-            return self.records[key]
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+            return self.records[int(key)]  # numpy integers too: the package's one rule
         raise TypeError(
             f"History: expected a key (str) or an epoch position (int), got {type(key).__name__}"
         )

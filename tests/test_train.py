@@ -839,6 +839,6 @@ def test_epochs_follow_the_one_integer_rule():
     hist = fit(
         model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=np.int64(2), progress=False
     )
-    assert hist["epoch"] == [1, 2]
+    assert hist["epoch"] == [1, 2] and hist[np.int64(-1)]["epoch"] == 2
     with pytest.raises(TypeError, match="expected an int epochs, got float 2.0"):
         fit(model, (x, y), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2.0, progress=False)
