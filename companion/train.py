@@ -597,15 +597,23 @@ def _train_step(
     return value, pred, new_state, norm
 
 
-def _check_constant_batch(n: int, previous: int | None, index: int, where: str) -> None:
-    """A carried state has the previous batch's size; a batch of another size cannot use it."""
-    if previous is not None and n != previous:
+@contextlib.contextmanager
+def _short_batch_hint(
+    stateful: bool, n: int, previous: int | None, index: int, where: str
+) -> Iterator[None]:
+    """A carried state has the previous batch's size. When the model fails on a batch of another
+    size, say so: the model's own error rarely mentions the state it was given."""
+    try:
+        yield
+    except (RuntimeError, ValueError) as err:
+        if not stateful or previous is None or n == previous:
+            raise
         raise ValueError(
-            f"{where}: stateful=True carries the state from batch to batch, so every batch must "
-            f"have the same size; batch {index} (0-based) has {n} after batches of {previous} "
-            f"(a short last batch?). Use DataLoader(..., drop_last=True) or a batch size that "
-            f"divides the number of sequences"
-        )
+            f"{where}: stateful=True carries the state from batch to batch, and batch {index} "
+            f"(0-based) has {n} samples after batches of {previous} (a short last batch?). Use "
+            f"DataLoader(..., drop_last=True) or a batch size that divides the number of "
+            f"sequences. The model said: {err}"
+        ) from err
 
 
 def _train_epoch(
@@ -623,12 +631,11 @@ def _train_epoch(
         inputs, y = _split_batch(batch, "fit")
         inputs, y = to_device(inputs, run.device), to_device(y, run.device)
         n = _batch_size(y)
-        if run.stateful:
-            _check_constant_batch(n, previous, index, "fit")
-            previous = n
-        value, pred, new_state, norm = _train_step(
-            run, inputs, y, state, f"epoch {epoch}, batch {index}"
-        )
+        with _short_batch_hint(run.stateful, n, previous, index, "fit"):
+            value, pred, new_state, norm = _train_step(
+                run, inputs, y, state, f"epoch {epoch}, batch {index}"
+            )
+        previous = n
         state = detach_state(new_state) if run.stateful else None
         loss_sum += value * n
         count += n
@@ -845,10 +852,9 @@ def evaluate(
                 inputs, y = _split_batch(batch, where)
                 inputs, y = to_device(inputs, device), to_device(y, device)
                 n = _batch_size(y)
-                if stateful:
-                    _check_constant_batch(n, previous, index, where)
-                    previous = n
-                pred, new_state = _forward(model, inputs, state, stateful, where)
+                with _short_batch_hint(stateful, n, previous, index, where):
+                    pred, new_state = _forward(model, inputs, state, stateful, where)
+                previous = n
                 state = new_state if stateful else None
                 sums["loss"] += _scalar(loss_fn(pred, y), "the value of loss_fn") * n
                 for name, metric in metrics.items():

@@ -786,6 +786,35 @@ def test_empty_val_data_fails_before_training():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def test_stateful_time_major_chunks_of_other_lengths_are_fine():
+    # y is (L, N, 1): its first dimension is time, which may shrink in the last chunk.
+    class TimeMajor(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(1, 4)
+            self.head = nn.Linear(4, 1)
+
+        def forward(self, x, state):
+            out, state = self.lstm(x, state)
+            return self.head(out), state
+
+    torch.manual_seed(0)
+    series = torch.rand(10, 3, 1)
+    chunks = [(series[i : i + 4], series[i : i + 4] * 2) for i in range(0, 10, 4)]  # 4, 4, 2
+    model = TimeMajor()
+    hist = fit(
+        model,
+        chunks,
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters()),
+        epochs=2,
+        stateful=True,
+        val_data=chunks,
+        progress=False,
+    )
+    assert len(hist) == 2
+
+
 def test_stateful_run_with_a_short_last_batch_gets_a_hint():
     x, y = sum_task(10)
 
@@ -801,7 +830,7 @@ def test_stateful_run_with_a_short_last_batch_gets_a_hint():
     model = Stateful()
     opt = torch.optim.Adam(model.parameters())
     with pytest.raises(
-        ValueError, match=r"batch 2 \(0-based\) has 2 after batches of 4.*drop_last"
+        ValueError, match=r"batch 2 \(0-based\) has 2 samples after batches of 4.*drop_last"
     ):
         fit(
             model,
