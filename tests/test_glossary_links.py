@@ -30,7 +30,6 @@ TEMPORARY_GLOSSARY_ALLOWLIST: frozenset[str] = frozenset({
     "09_char_language_model.ipynb",
     "10_numpy_lstm.ipynb",
     "11_speed.ipynb",
-    "12_gated_recurrences_today.ipynb",
 })
 
 _TERM_ROLE = re.compile(r"\{term\}`([^`]*)`")
