@@ -11,6 +11,7 @@ One module per idea:
 - :mod:`companion.diagnostics`: gradient flow, spectral radius, gate statistics.
 - :mod:`companion.plots`: the book's figures.
 """
+
 from companion.device import environment_summary, pick_device, seed_everything
 
 __version__ = "0.1.0"

@@ -23,6 +23,7 @@ global generators that :func:`companion.device.seed_everything` seeded. ``seed=N
 entropy. Tensors are created on the CPU (a training loop moves each batch to its device) and are
 ``float32`` unless said otherwise.
 """
+
 from __future__ import annotations
 
 import collections
@@ -360,21 +361,80 @@ def load_sunspots() -> tuple[np.ndarray, np.ndarray]:
 
 #: Neutral words the synthetic reviews are made of; none carries sentiment.
 FILLER_WORDS: tuple[str, ...] = (
-    "the", "a", "an", "this", "that", "movie", "film", "plot", "story", "scene", "actor",
-    "actress", "director", "camera", "music", "ending", "character", "cast", "script", "screen",
-    "was", "is", "it", "and", "of", "in", "on", "with", "about", "then", "after", "before",
-    "some", "many", "one", "two", "night", "city", "house", "car", "friend", "family", "time",
-    "year", "we", "they", "he", "she", "saw", "watched",
+    "the",
+    "a",
+    "an",
+    "this",
+    "that",
+    "movie",
+    "film",
+    "plot",
+    "story",
+    "scene",
+    "actor",
+    "actress",
+    "director",
+    "camera",
+    "music",
+    "ending",
+    "character",
+    "cast",
+    "script",
+    "screen",
+    "was",
+    "is",
+    "it",
+    "and",
+    "of",
+    "in",
+    "on",
+    "with",
+    "about",
+    "then",
+    "after",
+    "before",
+    "some",
+    "many",
+    "one",
+    "two",
+    "night",
+    "city",
+    "house",
+    "car",
+    "friend",
+    "family",
+    "time",
+    "year",
+    "we",
+    "they",
+    "he",
+    "she",
+    "saw",
+    "watched",
 )
 
 #: Words that make a synthetic review positive (label 1).
 POSITIVE_WORDS: tuple[str, ...] = (
-    "good", "great", "excellent", "wonderful", "superb", "brilliant", "delightful", "enjoyable",
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "superb",
+    "brilliant",
+    "delightful",
+    "enjoyable",
 )
 
 #: Words that make a synthetic review negative (label 0).
 NEGATIVE_WORDS: tuple[str, ...] = (
-    "bad", "awful", "terrible", "boring", "dull", "poor", "dreadful", "tedious",
+    "bad",
+    "awful",
+    "terrible",
+    "boring",
+    "dull",
+    "poor",
+    "dreadful",
+    "tedious",
 )
 
 
@@ -685,9 +745,10 @@ def _download(
     tmp = Path(tmp_name)
     try:
         try:
-            with os.fdopen(handle, "wb") as out, urllib.request.urlopen(
-                url, timeout=timeout
-            ) as response:
+            with (
+                os.fdopen(handle, "wb") as out,
+                urllib.request.urlopen(url, timeout=timeout) as response,
+            ):
                 _stream(response, out, hashers, target.name, progress)
         except _NETWORK_ERRORS as err:
             reason = getattr(err, "reason", None) or err
@@ -850,8 +911,14 @@ def load_imdb(
 
 # Typographic characters in Python's help texts, spelled in ASCII so the vocabulary stays small.
 _ASCII_SPELLING = {
-    "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"',
-    "\u2013": "-", "\u2014": "--", "\u2026": "...", "\t": "    ",
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u2013": "-",
+    "\u2014": "--",
+    "\u2026": "...",
+    "\t": "    ",
 }
 
 

@@ -13,6 +13,7 @@ the gate activations recorded by :func:`companion.models.record_gates`.
 
 Nothing here moves tensors to a hard-coded device: work happens on the device of the input.
 """
+
 from __future__ import annotations
 
 import math
@@ -78,18 +79,24 @@ def hidden_grad_norms(
     ``torch.no_grad()`` blocks too.
     """
     if not isinstance(x, Tensor):
-        raise TypeError(f"hidden_grad_norms: expected x to be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(
+            f"hidden_grad_norms: expected x to be a torch.Tensor, got {type(x).__name__}"
+        )
     if x.dim() not in (2, 3):
         raise ValueError(
             "hidden_grad_norms: expected x with 3 dimensions (L, N, I) or 2 (L, I), "
             f"got shape {tuple(x.shape)}"
         )
     if x.shape[0] == 0:
-        raise ValueError(f"hidden_grad_norms: expected at least one time step, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"hidden_grad_norms: expected at least one time step, got shape {tuple(x.shape)}"
+        )
     if not x.is_floating_point():
         raise TypeError(f"hidden_grad_norms: expected a floating-point x, got dtype {x.dtype}")
     if not (loss == "last" or callable(loss)):
-        raise ValueError(f"hidden_grad_norms: expected loss='last' or a callable of h_T, got {loss!r}")
+        raise ValueError(
+            f"hidden_grad_norms: expected loss='last' or a callable of h_T, got {loss!r}"
+        )
 
     with torch.enable_grad():
         # x as a leaf that requires grad puts every h_t in the graph even when the cell's
@@ -102,15 +109,22 @@ def hidden_grad_norms(
             h = state[0] if isinstance(state, (tuple, list)) else state
             if not isinstance(h, Tensor):
                 raise TypeError(
-                    "hidden_grad_norms: expected the cell to return h or a tuple (h, c) of tensors, "
+                    "hidden_grad_norms: expected the cell to return h or a tuple (h, c) of "
+                    "tensors, "
                     f"got {type(h).__name__}"
                 )
             hs.append(h)
         h_last = hs[-1]
         objective = h_last.sum() if loss == "last" else loss(h_last)
         if not isinstance(objective, Tensor) or objective.numel() != 1:
-            shape = tuple(objective.shape) if isinstance(objective, Tensor) else type(objective).__name__
-            raise ValueError(f"hidden_grad_norms: expected the loss to be a scalar tensor, got {shape}")
+            shape = (
+                tuple(objective.shape)
+                if isinstance(objective, Tensor)
+                else type(objective).__name__
+            )
+            raise ValueError(
+                f"hidden_grad_norms: expected the loss to be a scalar tensor, got {shape}"
+            )
         grads = torch.autograd.grad(objective.reshape(()), hs)
 
     # (L, N, H) -> per-sample norms (L, N) -> batch mean (L,); unbatched (L, H) -> (L,).
@@ -132,12 +146,19 @@ def _as_square_matrix(W: ArrayLike, who: str) -> Tensor:
         raise TypeError(f"{who}: expected a torch.Tensor or numpy.ndarray, got {type(W).__name__}")
     if M.dim() != 2 or M.shape[0] != M.shape[1] or M.shape[0] == 0:
         hint = ""
-        if M.dim() == 2 and M.shape[1] > 0 and M.shape[0] % M.shape[1] == 0 and M.shape[0] > M.shape[1]:
+        if (
+            M.dim() == 2
+            and M.shape[1] > 0
+            and M.shape[0] % M.shape[1] == 0
+            and M.shape[0] > M.shape[1]
+        ):
             hint = (
                 f"; a gated cell's weight_hh stacks {M.shape[0] // M.shape[1]} gate blocks, "
                 f"pass one, e.g. weight_hh[:{M.shape[1]}]"
             )
-        raise ValueError(f"{who}: expected a square matrix (H, H), got shape {tuple(M.shape)}{hint}")
+        raise ValueError(
+            f"{who}: expected a square matrix (H, H), got shape {tuple(M.shape)}{hint}"
+        )
     return M
 
 
@@ -173,12 +194,18 @@ def scale_to_spectral_radius(W: ArrayLike, rho: float) -> Tensor | np.ndarray:
         ValueError: if W is not square, or its spectral radius is 0 (zero or nilpotent matrix),
             which no scale factor can change.
     """
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not math.isfinite(rho) or rho < 0:
+    if (
+        isinstance(rho, bool)
+        or not isinstance(rho, (int, float))
+        or not math.isfinite(rho)
+        or rho < 0
+    ):
         raise ValueError(f"scale_to_spectral_radius: expected a finite rho >= 0, got {rho!r}")
     current = spectral_radius(W)
     if current == 0.0:
         raise ValueError(
-            "scale_to_spectral_radius: expected a matrix with a nonzero spectral radius, got one with "
+            "scale_to_spectral_radius: expected a matrix with a nonzero spectral radius, got one "
+            "with "
             "radius 0 (a zero or nilpotent matrix), which no scale factor can change"
         )
     factor = rho / current
@@ -223,7 +250,8 @@ def decay_rate(norms: ArrayLike, start: int | None = None, stop: int | None = No
     if bad.size:
         k = int(t[bad[0]])
         raise ValueError(
-            f"decay_rate: expected finite norms > 0, got {float(values[k])!r} at t={k}; the gradient "
+            f"decay_rate: expected finite norms > 0, got {float(values[k])!r} at t={k}; the "
+            "gradient "
             "underflowed or overflowed there, fit a shorter range with start=/stop="
         )
     d = (values.shape[0] - 1 - t).astype(np.float64)
@@ -265,14 +293,23 @@ def gate_statistics(
         gate are weak. A record holding only states (a vanilla RNN's ``h``) gives ``{}``.
     """
     if not isinstance(gates, Mapping):
-        raise TypeError(f"gate_statistics: expected a dict of gate name -> Tensor, got {type(gates).__name__}")
+        raise TypeError(
+            f"gate_statistics: expected a dict of gate name -> Tensor, got {type(gates).__name__}"
+        )
     if len(gates) == 0:
-        raise ValueError("gate_statistics: expected a non-empty dict of gate name -> Tensor, got an empty dict")
+        raise ValueError(
+            "gate_statistics: expected a non-empty dict of gate name -> Tensor, got an empty dict"
+        )
     if mask is not None:
         if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.dim() not in (1, 2):
-            what = (f"{mask.dtype} tensor of shape {tuple(mask.shape)}" if isinstance(mask, Tensor)
-                    else type(mask).__name__)
-            raise ValueError(f"gate_statistics: expected a boolean mask of shape (L,) or (L, N), got {what}")
+            what = (
+                f"{mask.dtype} tensor of shape {tuple(mask.shape)}"
+                if isinstance(mask, Tensor)
+                else type(mask).__name__
+            )
+            raise ValueError(
+                f"gate_statistics: expected a boolean mask of shape (L,) or (L, N), got {what}"
+            )
 
     stats: dict[str, dict[str, float]] = {}
     for name, g in gates.items():
@@ -284,7 +321,9 @@ def gate_statistics(
         if name in STATE_ENTRIES:
             continue
         if not isinstance(g, Tensor):
-            raise TypeError(f"gate_statistics: expected gate {name!r} to be a Tensor, got {type(g).__name__}")
+            raise TypeError(
+                f"gate_statistics: expected gate {name!r} to be a Tensor, got {type(g).__name__}"
+            )
         g = g.detach()
         time_axis = _time_axis(g, name)
         if mask is None:
@@ -298,7 +337,8 @@ def gate_statistics(
                 if g.dim() > 2:
                     allowed += f" or (L, N) = {expected}"
                 raise ValueError(
-                    f"gate_statistics: expected a mask of shape {allowed} for gate {name!r} of shape "
+                    f"gate_statistics: expected a mask of shape {allowed} for gate {name!r} of "
+                    "shape "
                     f"{tuple(g.shape)}, got {tuple(m.shape)}"
                 )
             # Trailing singleton dims make (L,) / (L, N) broadcast against (..., L, N, H).
@@ -314,8 +354,10 @@ def gate_statistics(
         if float(values.min()) < lo - tol or float(values.max()) > hi + tol:
             kind = "tanh" if tanh_gate else "σ"
             raise ValueError(
-                f"gate_statistics: expected {kind} gate {name!r} to lie in [{lo:g}, {hi:g}], got values "
-                f"in [{float(values.min()):.3g}, {float(values.max()):.3g}]; states belong under 'h' or 'c'"
+                f"gate_statistics: expected {kind} gate {name!r} to lie in [{lo:g}, {hi:g}], got "
+                "values "
+                f"in [{float(values.min()):.3g}, {float(values.max()):.3g}]; states belong under "
+                "'h' or 'c'"
             )
         low_cut = -SATURATION_THRESHOLD if tanh_gate else 1.0 - SATURATION_THRESHOLD
         low = float((values < low_cut).to(torch.float64).mean())

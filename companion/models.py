@@ -68,6 +68,7 @@ Gate recording
 >>> rec[""]["f"].shape  # (num_layers·D, L, N, H)
 torch.Size([1, 5, 2, 8])
 """
+
 from __future__ import annotations
 
 import math
@@ -359,7 +360,9 @@ def _check_like(
         fix = f"convert it with .to({reference.dtype})"
         if model_can_move:
             fix += f" or the model with .to({x.dtype})"
-        raise ValueError(f"{owner}: expected {what} in {whose} dtype {reference.dtype}, got {x.dtype}; {fix}")
+        raise ValueError(
+            f"{owner}: expected {what} in {whose} dtype {reference.dtype}, got {x.dtype}; {fix}"
+        )
 
 
 def _states_from_hx(
@@ -864,7 +867,6 @@ class _LayerBase(_Recurrent):
         }
 
 
-
 def _pack_like(padded: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
     """Pack ``padded`` (L, N, *) (caller's batch order) with exactly the layout of ``like``, so
     that the output's rows line up with the input's (sorting anew could order ties differently)."""
@@ -924,8 +926,15 @@ class RNN(_ElmanStep, _LayerBase):
         _check_nonlinearity(type(self).__name__, nonlinearity)
         _check_no_projection(type(self).__name__, proj_size)
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            device, dtype,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
         )
         self.nonlinearity = nonlinearity
 
@@ -982,8 +991,15 @@ class LSTM(_LayerBase):
                 f"torch.nn.LSTM has them), got proj_size={proj_size!r}"
             )
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            device, dtype,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
         )
 
 
@@ -1035,8 +1051,15 @@ class GRU(_LayerBase):
     ) -> None:
         _check_no_projection(type(self).__name__, proj_size)
         super().__init__(
-            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-            device, dtype,
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
         )
 
 
@@ -1276,8 +1299,10 @@ class _MinBase(nn.Module):
         finals = []
         for k in range(self.num_layers):
             xw = F.linear(x, getattr(self, f"weight_l{k}"), getattr(self, f"bias_l{k}"))
-            x = self._parallel(xw, states[k]) if self.mode == "parallel" else self._sequential(
-                xw, states[k]
+            x = (
+                self._parallel(xw, states[k])
+                if self.mode == "parallel"
+                else self._sequential(xw, states[k])
             )
             finals.append(x[-1])
         h_n = torch.stack(finals)
@@ -1566,14 +1591,13 @@ class SLSTM(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.batch_first = num_layers, batch_first
         self.cells = nn.ModuleList(
-            SLSTMCell(input_size if k == 0 else hidden_size, hidden_size, bias, stabilised,
-                      device, dtype)
+            SLSTMCell(
+                input_size if k == 0 else hidden_size, hidden_size, bias, stabilised, device, dtype
+            )
             for k in range(num_layers)
         )
 
-    def forward(
-        self, input: Tensor, state: Sequence[Tensor] | None = None
-    ) -> tuple[Tensor, State]:
+    def forward(self, input: Tensor, state: Sequence[Tensor] | None = None) -> tuple[Tensor, State]:
         """Run all layers over ``input``; see the class docstring for the shapes."""
         owner = type(self).__name__
         if not isinstance(input, Tensor):

@@ -5,8 +5,8 @@ code below cites the equation it implements. The tests check the result against 
 to about 1e-10 in float64, and against central differences.
 
 Shapes follow PyTorch: ``L`` steps, ``N`` sequences in a batch, ``I`` input features, ``H`` hidden
-units. Sequences are time-major, ``x`` is ``(L, N, I)``. A vector of the maths is a *row* of the code
-(``x_t`` is ``(N, I)``), so ``W x`` is written ``x @ W.T`` and ``Wᵀ d`` is written ``d @ W``.
+units. Sequences are time-major, ``x`` is ``(L, N, I)``. A vector of the maths is a *row* of the
+code (``x_t`` is ``(N, I)``), so ``W x`` is written ``x @ W.T`` and ``Wᵀ d`` is written ``d @ W``.
 
 Parameters
 ==========
@@ -46,7 +46,7 @@ tanh' = 1 − tanh²::
     da_i     = dc_total ⊙ g_t ⊙ i_t(1 − i_t)        (9)   from (5) and (1)
     da_f     = dc_total ⊙ c_{t-1} ⊙ f_t(1 − f_t)    (10)  from (5) and (2)
     da_g     = dc_total ⊙ i_t ⊙ (1 − g_t²)          (11)  from (5) and (3)
-    dc_{t-1} = dc_total ⊙ f_t                       (12)  from (5): the cell's "constant error carousel"
+    dc_{t-1} = dc_total ⊙ f_t                       (12)  from (5): "constant error carousel"
     dh_{t-1} = W_hhᵀ da,    dx_t = W_ihᵀ da         (13)  da = [da_i; da_f; da_g; da_o]
     dW_ih += da x_tᵀ,  dW_hh += da h_{t-1}ᵀ,  db_ih += da,  db_hh += da      (14)
 
@@ -68,6 +68,7 @@ starting from ``dh_T`` and ``dc_T`` (gradients on the final state, zero if not g
 
 Truncated BPTT (``truncate=k``) is defined in :func:`lstm_backward`.
 """
+
 from __future__ import annotations
 
 import math
@@ -137,11 +138,14 @@ def init_params(
     }
     if not bias:
         del shapes["bias_ih"], shapes["bias_hh"]
-    return {key: rng.uniform(-bound, bound, size=shape).astype(dtype) for key, shape in shapes.items()}
+    return {
+        key: rng.uniform(-bound, bound, size=shape).astype(dtype) for key, shape in shapes.items()
+    }
 
 
 def _torch_names(module: Any, who: str) -> dict[str, str]:
-    """Map our keys to the parameter names of an LSTM module, or say clearly why it cannot be used."""
+    """Map our keys to the parameter names of an LSTM module, or say clearly why it cannot be
+    used."""
     import torch  # lazily: the rest of this module runs without torch
 
     kind = type(module).__name__
@@ -340,7 +344,8 @@ def lstm_step_backward(
     s = step_cache
     if s.x.shape[1] != inputs or s.h_prev.shape[1] != hidden:
         raise ValueError(
-            f"lstm_step_backward: expected a step cache for I = {inputs}, H = {hidden}, got one for "
+            f"lstm_step_backward: expected a step cache for I = {inputs}, H = {hidden}, got one "
+            "for "
             f"I = {s.x.shape[1]}, H = {s.h_prev.shape[1]}"
         )
     dh = np.asarray(dh)
@@ -377,7 +382,7 @@ def lstm_step_backward(
 
 @dataclass
 class LSTMCache:
-    """What :func:`lstm_forward` keeps for :func:`lstm_backward`: one :class:`StepCache` per step."""
+    """What :func:`lstm_forward` keeps for :func:`lstm_backward`: a :class:`StepCache` per step."""
 
     steps: list[StepCache]
 
@@ -416,7 +421,9 @@ def lstm_forward(
     _check_shape("lstm_forward", "x", x, "(L, N, I)", (None, None, inputs))
     steps, batch = x.shape[:2]
     if steps == 0:
-        raise ValueError(f"lstm_forward: expected x with at least one step (L >= 1), got shape {x.shape}")
+        raise ValueError(
+            f"lstm_forward: expected x with at least one step (L >= 1), got shape {x.shape}"
+        )
     dtype = np.result_type(params["weight_ih"], x)
     h = _state_or_zeros("lstm_forward", "h0", h0, (batch, hidden), dtype)
     c = _state_or_zeros("lstm_forward", "c0", c0, (batch, hidden), dtype)
@@ -470,11 +477,15 @@ def lstm_backward(
     """
     hidden, inputs = _check_params(params, "lstm_backward")
     if not isinstance(cache, LSTMCache) or not cache.steps:
-        raise TypeError(f"lstm_backward: expected the LSTMCache returned by lstm_forward, got {type(cache).__name__}")
+        raise TypeError(
+            "lstm_backward: expected the LSTMCache returned by lstm_forward, got "
+            f"{type(cache).__name__}"
+        )
     steps, batch, cache_inputs, cache_hidden = cache.shape
     if (cache_inputs, cache_hidden) != (inputs, hidden):
         raise ValueError(
-            f"lstm_backward: expected a cache for I = {inputs}, H = {hidden} (from params), got one "
+            f"lstm_backward: expected a cache for I = {inputs}, H = {hidden} (from params), got "
+            "one "
             f"for I = {cache_inputs}, H = {cache_hidden}"
         )
     dtype = cache.steps[0].h_prev.dtype
@@ -487,7 +498,9 @@ def lstm_backward(
     if truncate is not None and (
         isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1
     ):
-        raise ValueError(f"lstm_backward: expected truncate to be None or an integer >= 1, got {truncate!r}")
+        raise ValueError(
+            f"lstm_backward: expected truncate to be None or an integer >= 1, got {truncate!r}"
+        )
 
     if truncate is None or truncate >= steps:
         return _bptt_full(params, cache, dhs, dh_T, dc_T)
@@ -512,7 +525,9 @@ def _bptt_full(
     dh_next, dc_next = dh_T, dc_T  # what "step L" sends back: the gradients on the final state
     for t in reversed(range(steps)):
         dh = dhs[t] + dh_next  # (15)
-        dx[t], dh_next, dc_next, step_grads = lstm_step_backward(dh, dc_next, cache.steps[t], params)
+        dx[t], dh_next, dc_next, step_grads = lstm_step_backward(
+            dh, dc_next, cache.steps[t], params
+        )
         for key, value in step_grads.items():
             grads[key] += value  # (14), summed over time: one set of weights serves every step
     return grads, dx, dh_next, dc_next
@@ -526,7 +541,8 @@ def _bptt_windowed(
     dc_T: np.ndarray,
     truncate: int,
 ) -> tuple[Params, np.ndarray, np.ndarray, np.ndarray]:
-    """Truncated BPTT as defined in :func:`lstm_backward`: one window of ``truncate`` steps per loss."""
+    """Truncated BPTT as defined in :func:`lstm_backward`: one window of ``truncate`` steps per
+    loss."""
     steps, batch, inputs, hidden = cache.shape
     grads = _zero_grads(params)
     dx = np.zeros((steps, batch, inputs), dtype=dhs.dtype)
@@ -562,7 +578,8 @@ def numerical_gradient(
     key: str,
     eps: float = 1e-6,
 ) -> np.ndarray:
-    """Central differences ``(f(p + eps) - f(p - eps)) / (2 eps)``, one entry of ``params[key]`` at a time.
+    """Central differences ``(f(p + eps) - f(p - eps)) / (2 eps)``, one entry of ``params[key]``
+    at a time.
 
     ``params[key]`` is perturbed in place (so ``f`` may read the same dict, or a model holding it)
     and restored exactly afterwards, also if ``f`` raises. The error is O(eps²) plus rounding of
@@ -600,7 +617,8 @@ def numerical_gradient(
 
 
 def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    """‖a − b‖ / (‖a‖ + ‖b‖): scale-free, and unlike an entry-wise ratio not fooled by entries near 0."""
+    """‖a − b‖ / (‖a‖ + ‖b‖): scale-free, and unlike an entry-wise ratio not fooled by entries
+    near 0."""
     denominator = np.linalg.norm(a) + np.linalg.norm(b)
     return float(np.linalg.norm(a - b) / denominator) if denominator > 0 else 0.0
 
@@ -634,13 +652,21 @@ def gradient_check(
         checked arrays; around 1e-9 or below when the backward pass is right.
     """
     hidden, _ = _check_params(params, "gradient_check")
-    probe: Params = {key: np.array(params[key], dtype=np.float64) for key in LSTM_KEYS if key in params}
+    probe: Params = {
+        key: np.array(params[key], dtype=np.float64) for key in LSTM_KEYS if key in params
+    }
     probe["x"] = np.array(x, dtype=np.float64)
     if probe["x"].ndim != 3:
-        raise ValueError(f"gradient_check: expected x with 3 dimensions (L, N, I), got shape {probe['x'].shape}")
+        raise ValueError(
+            f"gradient_check: expected x with 3 dimensions (L, N, I), got shape {probe['x'].shape}"
+        )
     steps, batch = probe["x"].shape[:2]
-    probe["h0"] = _state_or_zeros("gradient_check", "h0", h0, (batch, hidden), np.float64).astype(np.float64)
-    probe["c0"] = _state_or_zeros("gradient_check", "c0", c0, (batch, hidden), np.float64).astype(np.float64)
+    probe["h0"] = _state_or_zeros("gradient_check", "h0", h0, (batch, hidden), np.float64).astype(
+        np.float64
+    )
+    probe["c0"] = _state_or_zeros("gradient_check", "c0", c0, (batch, hidden), np.float64).astype(
+        np.float64
+    )
 
     rng = np.random.default_rng(seed)
     weight_hs = rng.standard_normal((steps, batch, hidden))
@@ -655,7 +681,8 @@ def gradient_check(
     grads, dx, dh0, dc0 = lstm_backward(probe, cache, weight_hs, dh_T=weight_h_T, dc_T=weight_c_T)
     analytic = {**grads, "x": dx, "h0": dh0, "c0": dc0}
     return max(
-        _relative_error(analytic[key], numerical_gradient(loss, probe, key, eps=eps)) for key in analytic
+        _relative_error(analytic[key], numerical_gradient(loss, probe, key, eps=eps))
+        for key in analytic
     )
 
 
@@ -664,13 +691,16 @@ def gradient_check(
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_grads(who: str, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
+def _check_grads(
+    who: str, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]
+) -> None:
     for key, grad in grads.items():
         if key not in params:
             raise KeyError(f"{who}: expected gradient keys among {sorted(params)}, got {key!r}")
         if np.shape(grad) != np.shape(params[key]):
             raise ValueError(
-                f"{who}: expected gradient {key!r} of shape {np.shape(params[key])}, got shape {np.shape(grad)}"
+                f"{who}: expected gradient {key!r} of shape {np.shape(params[key])}, got shape "
+                f"{np.shape(grad)}"
             )
 
 
@@ -820,7 +850,9 @@ def _check_shape(
 ) -> None:
     """Raise if ``array.shape`` does not match ``expected`` (``None`` matches any length)."""
     shape = array.shape
-    if len(shape) != len(expected) or any(e is not None and s != e for s, e in zip(shape, expected)):
+    if len(shape) != len(expected) or any(
+        e is not None and s != e for s, e in zip(shape, expected)
+    ):
         wanted = "(" + ", ".join("·" if e is None else str(e) for e in expected) + ")"
         if len(expected) == 1:
             wanted = wanted[:-1] + ",)"
@@ -837,15 +869,20 @@ def _check_params(params: Mapping[str, np.ndarray], who: str) -> tuple[int, int]
         raise ValueError(f"{who}: expected weight_hh of shape (4H, H), got shape {w_hh}")
     hidden = w_hh[1]
     if len(w_ih) != 2 or w_ih[0] != 4 * hidden:
-        raise ValueError(f"{who}: expected weight_ih of shape (4H, I) = ({4 * hidden}, ·), got shape {w_ih}")
+        raise ValueError(
+            f"{who}: expected weight_ih of shape (4H, I) = ({4 * hidden}, ·), got shape {w_ih}"
+        )
     has_bias = ["bias_ih" in params, "bias_hh" in params]
     if any(has_bias) and not all(has_bias):
-        raise KeyError(f"{who}: expected both bias_ih and bias_hh or neither, got keys {sorted(params)}")
+        raise KeyError(
+            f"{who}: expected both bias_ih and bias_hh or neither, got keys {sorted(params)}"
+        )
     if all(has_bias):
         for key in ("bias_ih", "bias_hh"):
             if np.shape(params[key]) != (4 * hidden,):
                 raise ValueError(
-                    f"{who}: expected {key} of shape (4H,) = ({4 * hidden},), got shape {np.shape(params[key])}"
+                    f"{who}: expected {key} of shape (4H,) = ({4 * hidden},), got shape "
+                    f"{np.shape(params[key])}"
                 )
     return hidden, w_ih[1]
 

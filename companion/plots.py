@@ -8,6 +8,7 @@ figure with ``plt.subplots`` when no Axes is given.
 The vanilla RNN is always red, the LSTM blue and the GRU green (:data:`COLORS`,
 :func:`color_for`), so a reader can compare figures across chapters at a glance.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -146,7 +147,9 @@ def _to_1d(values: Any, what: str) -> np.ndarray:
         try:
             arr = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise TypeError(f"{what}: expected a 1-D sequence of numbers, got {type(values).__name__}") from err
+            raise TypeError(
+                f"{what}: expected a 1-D sequence of numbers, got {type(values).__name__}"
+            ) from err
     if arr.ndim != 1:
         raise ValueError(f"{what}: expected a 1-D sequence (L,), got shape {arr.shape}")
     return arr
@@ -159,12 +162,18 @@ def _to_array(values: Any, what: str) -> np.ndarray:
     try:
         return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{what}: expected an array or tensor of numbers, got {type(values).__name__}") from err
+        raise TypeError(
+            f"{what}: expected an array or tensor of numbers, got {type(values).__name__}"
+        ) from err
 
 
 def _require_nonempty_dict(value: Any, who: str, what: str) -> None:
     if not isinstance(value, Mapping) or len(value) == 0:
-        got = f"an empty {type(value).__name__}" if isinstance(value, Mapping) else type(value).__name__
+        got = (
+            f"an empty {type(value).__name__}"
+            if isinstance(value, Mapping)
+            else type(value).__name__
+        )
         raise ValueError(f"{who}: expected a non-empty dict of {what}, got {got}")
 
 
@@ -191,7 +200,9 @@ def _history_series(history: Any, key: str) -> list[float | None] | None:
     if isinstance(history, Sequence) and not isinstance(history, (str, bytes)):
         # A list of per-epoch records, the layout History keeps internally.
         if not all(isinstance(r, Mapping) for r in history):
-            raise TypeError("plot_history: expected a list of per-epoch dicts, got a list with other items")
+            raise TypeError(
+                "plot_history: expected a list of per-epoch dicts, got a list with other items"
+            )
         if not any(key in r for r in history):
             return None
         return [r.get(key) for r in history]
@@ -207,7 +218,9 @@ def _history_series(history: Any, key: str) -> list[float | None] | None:
     return None if series is None else list(series)
 
 
-def plot_history(history: Any, ax: Axes | None = None, log: bool = False, label: str | None = None) -> Axes:
+def plot_history(
+    history: Any, ax: Axes | None = None, log: bool = False, label: str | None = None
+) -> Axes:
     """Training and validation loss per epoch.
 
     Args:
@@ -238,14 +251,27 @@ def plot_history(history: Any, ax: Axes | None = None, log: bool = False, label:
     train_color = color_for(label) if label else "C0"
     val_color = train_color if label else "C1"
     prefix = f"{label} " if label else ""
-    ax.plot(x, y_train, color=train_color, marker="o" if len(train) <= 30 else None, ms=3,
-            label=f"{prefix}training")
+    ax.plot(
+        x,
+        y_train,
+        color=train_color,
+        marker="o" if len(train) <= 30 else None,
+        ms=3,
+        label=f"{prefix}training",
+    )
     if val is not None and len(val) == len(train):
         y_val = np.array([np.nan if v is None else v for v in val], dtype=np.float64)
         keep = np.isfinite(y_val)
         if keep.any():
-            ax.plot(x[keep], y_val[keep], color=val_color, ls="--", marker="s" if len(train) <= 30 else None,
-                    ms=3, label=f"{prefix}validation")
+            ax.plot(
+                x[keep],
+                y_val[keep],
+                color=val_color,
+                ls="--",
+                marker="s" if len(train) <= 30 else None,
+                ms=3,
+                label=f"{prefix}validation",
+            )
     if log:
         ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -279,14 +305,19 @@ def plot_losses(
         The Axes.
     """
     _require_nonempty_dict(curves, "plot_losses", "name -> values")
-    data = {str(name): _to_1d(values, f"plot_losses: curve {name!r}") for name, values in curves.items()}
+    data = {
+        str(name): _to_1d(values, f"plot_losses: curve {name!r}") for name, values in curves.items()
+    }
     ax = _new_axes(ax)
     for (name, y), (color, ls) in zip(data.items(), _styles_for(data)):
         ax.plot(np.arange(1, len(y) + 1), y, color=color, ls=ls, label=name)
     if baseline is not None:
         if isinstance(baseline, tuple):
             if len(baseline) != 2:
-                raise ValueError(f"plot_losses: expected baseline as a number or (label, value), got {baseline!r}")
+                raise ValueError(
+                    "plot_losses: expected baseline as a number or (label, value), got "
+                    f"{baseline!r}"
+                )
             b_label, b_value = baseline
         else:
             b_label, b_value = "baseline", baseline
@@ -304,7 +335,7 @@ def plot_grad_norms(
     x: str = "distance",
     title: str | None = None,
 ) -> Axes:
-    """Vanishing-gradient curves ‖∂L/∂h_t‖, one per model.
+    """Vanishing-gradient curves ‖∂𝓛/∂h_t‖, one per model.
 
     Args:
         norms: name -> curve (L,) indexed by t, as returned by
@@ -321,18 +352,27 @@ def plot_grad_norms(
     if x not in ("distance", "time"):
         raise ValueError(f"plot_grad_norms: expected x='distance' or 'time', got {x!r}")
     _require_nonempty_dict(norms, "plot_grad_norms", "name -> curve (L,)")
-    data = {str(name): _to_1d(values, f"plot_grad_norms: curve {name!r}") for name, values in norms.items()}
+    data = {
+        str(name): _to_1d(values, f"plot_grad_norms: curve {name!r}")
+        for name, values in norms.items()
+    }
     ax = _new_axes(ax)
     for (name, y), (color, ls) in zip(data.items(), _styles_for(data)):
-        t = np.arange(len(y))
-        xs = (len(y) - 1 - t) if x == "distance" else t
+        t = np.arange(1, len(y) + 1)  # steps are 1-based, as in the equations
+        xs = (len(y) - t) if x == "distance" else t
         ax.plot(xs, y, color=color, ls=ls, label=name)
     if log:
         ax.set_yscale("log")
-    xlabel = "distance from the last step, T − t (steps)" if x == "distance" else "time step t (steps)"
-    return _finish(ax, xlabel, r"$\|\partial L / \partial h_t\|$ (batch mean)",
-                   title if title is not None else r"Gradient reaching $h_t$ from the loss at step $T$",
-                   grid_which="both" if log else "major")
+    xlabel = (
+        "distance from the last step, T − t (steps)" if x == "distance" else "time step t (steps)"
+    )
+    return _finish(
+        ax,
+        xlabel,
+        r"$\|\partial \mathcal{L} / \partial h_t\|$ (batch mean)",
+        title if title is not None else r"Gradient reaching $h_t$ from the loss at step $T$",
+        grid_which="both" if log else "major",
+    )
 
 
 def plot_gate_heatmap(
@@ -348,8 +388,9 @@ def plot_gate_heatmap(
             ``{k: v[0, :, 0] for k, v in rec[""].items()}`` for layer 0, sample 0 of a
             :func:`companion.models.record_gates` record. σ gates (i, f, o, r, z) are drawn on
             [0, 1], tanh gates (g, n) and h on [-1, 1], anything else (c) symmetric about 0.
-        marks: time steps to mark with vertical lines on every row, e.g. where the markers of the
-            adding problem sit.
+        marks: array indices (0-based, along L) to mark with vertical lines on every row, e.g.
+            where the markers of the adding problem sit. The x axis shows 1-based time steps, as
+            in the equations, so index k is drawn at step t = k + 1.
         units: which hidden units to show: an int k for the first k, or a list of indices;
             ``None`` shows all H.
         title: the figure title; defaults to "Gate activations over time".
@@ -364,14 +405,16 @@ def plot_gate_heatmap(
         arr = _to_array(g, f"plot_gate_heatmap: gate {name!r}")
         if arr.ndim != 2:
             raise ValueError(
-                f"plot_gate_heatmap: expected gate {name!r} with shape (L, H), got shape {arr.shape}; "
+                f"plot_gate_heatmap: expected gate {name!r} with shape (L, H), got shape "
+                f"{arr.shape}; "
                 "select one layer and sequence first, e.g. rec[''][name][0, :, 0]"
             )
         arrays[str(name)] = arr
     lengths = {a.shape[0] for a in arrays.values()}
     if len(lengths) != 1:
         raise ValueError(
-            f"plot_gate_heatmap: expected every gate to have the same length L, got lengths {sorted(lengths)}"
+            "plot_gate_heatmap: expected every gate to have the same length L, got lengths "
+            f"{sorted(lengths)}"
         )
     H = min(a.shape[1] for a in arrays.values())
     if units is None:
@@ -383,7 +426,9 @@ def plot_gate_heatmap(
     else:
         idx = np.asarray(list(units), dtype=np.int64)
         if idx.size == 0 or idx.min() < 0 or idx.max() >= H:
-            raise ValueError(f"plot_gate_heatmap: expected unit indices in [0, {H}), got {list(idx)}")
+            raise ValueError(
+                f"plot_gate_heatmap: expected unit indices in [0, {H}), got {list(idx)}"
+            )
 
     L = next(iter(lengths))
     n = len(arrays)
@@ -399,8 +444,16 @@ def plot_gate_heatmap(
             bound = bound if bound > 0 else 1.0
             vmin, vmax, cmap = -bound, bound, "RdBu_r"
         # Transposed so time runs along x, as in every other time-series figure of the book.
-        image = ax.imshow(arr[:, idx].T, aspect="auto", origin="lower", interpolation="nearest",
-                          cmap=cmap, vmin=vmin, vmax=vmax, extent=(-0.5, L - 0.5, -0.5, len(idx) - 0.5))
+        image = ax.imshow(
+            arr[:, idx].T,
+            aspect="auto",
+            origin="lower",
+            interpolation="nearest",
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            extent=(0.5, L + 0.5, -0.5, len(idx) - 0.5),
+        )
         fig.colorbar(image, ax=ax, label="activation", pad=0.01)
         ax.set_ylabel(f"{name}\nunit")
         if units is not None and not isinstance(units, (int, np.integer)):
@@ -408,9 +461,10 @@ def plot_gate_heatmap(
         else:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         for k, m in enumerate(marks or ()):
-            ax.axvline(m, color="black", ls="--", lw=1.2, label="marked step" if k == 0 else None)
+            ax.axvline(m + 1, color="black", ls="--", lw=1.2, label="marked step" if k == 0 else None)
         if row == 0 and marks:
-            ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
+            # Above the first row, so it never covers the activations.
+            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     axes[-1, 0].set_xlabel("time step t (steps)")
     fig.suptitle(title if title is not None else "Gate activations over time")
     return fig
@@ -449,29 +503,48 @@ def plot_forecast(
     y_true = _to_1d(truth, "plot_forecast: truth")
     y_pred = _to_1d(prediction, "plot_forecast: prediction")
     if isinstance(rollout_start, bool) or not isinstance(rollout_start, (int, np.integer)):
-        raise TypeError(f"plot_forecast: expected an int rollout_start, got {type(rollout_start).__name__}")
+        raise TypeError(
+            f"plot_forecast: expected an int rollout_start, got {type(rollout_start).__name__}"
+        )
     offset = 0 if len(y_pred) == len(y_true) else int(rollout_start)
     total = max(len(y_true), offset + len(y_pred))
     if not 0 <= rollout_start < total:
-        raise ValueError(f"plot_forecast: expected 0 <= rollout_start < {total}, got {rollout_start}")
+        raise ValueError(
+            f"plot_forecast: expected 0 <= rollout_start < {total}, got {rollout_start}"
+        )
     if t is None:
         times = np.arange(total, dtype=np.float64)
     else:
         times = _to_1d(t, "plot_forecast: t")
         if len(times) != total:
             raise ValueError(
-                f"plot_forecast: expected t with {total} values (truth has {len(y_true)}, prediction "
+                f"plot_forecast: expected t with {total} values (truth has {len(y_true)}, "
+                "prediction "
                 f"covers indices {offset}..{offset + len(y_pred) - 1}), got {len(times)}"
             )
 
     ax = _new_axes(ax)
     step = times[1] - times[0] if total > 1 else 1.0
-    ax.axvspan(times[rollout_start] - step / 2, times[-1] + step / 2, color=COLORS["prediction"], alpha=0.12,
-               lw=0, label="closed-loop rollout")
+    ax.axvspan(
+        times[rollout_start] - step / 2,
+        times[-1] + step / 2,
+        color=COLORS["prediction"],
+        alpha=0.12,
+        lw=0,
+        label="closed-loop rollout",
+    )
     ax.plot(times[: len(y_true)], y_true, color=COLORS["truth"], lw=1.5, label="truth")
-    ax.plot(times[offset: offset + len(y_pred)], y_pred, color=COLORS["prediction"], lw=1.5, ls="--",
-            label="prediction")
-    return _finish(ax, xlabel, ylabel, title if title is not None else "Forecast with closed-loop rollout")
+    ax.plot(
+        times[offset : offset + len(y_pred)],
+        y_pred,
+        color=COLORS["prediction"],
+        lw=1.5,
+        ls="--",
+        label="prediction",
+    )
+    return _finish(
+        ax, xlabel, ylabel, title if title is not None else "Forecast with closed-loop rollout"
+    )
 
 
 _SEED_MARKERS = ("o", "s", "^", "D", "v", "P")
@@ -486,14 +559,19 @@ def _columns(results: Any, names: Sequence[str]) -> dict[str, list[Any]]:
         table = {k: [r.get(k) for r in results] for k in {k for r in results for k in r}}
     else:
         raise TypeError(
-            f"plot_seeds: expected a list of row dicts or a dict of columns, got {type(results).__name__}"
+            "plot_seeds: expected a list of row dicts or a dict of columns, got "
+            f"{type(results).__name__}"
         )
     missing = [n for n in names if n not in table]
     if missing:
-        raise ValueError(f"plot_seeds: expected columns {list(names)}, missing {missing} (have {sorted(table)})")
+        raise ValueError(
+            f"plot_seeds: expected columns {list(names)}, missing {missing} (have {sorted(table)})"
+        )
     if len({len(table[n]) for n in names}) != 1:
-        raise ValueError("plot_seeds: expected columns of one length, got " +
-                         ", ".join(f"{n}: {len(table[n])}" for n in names))
+        raise ValueError(
+            "plot_seeds: expected columns of one length, got "
+            + ", ".join(f"{n}: {len(table[n])}" for n in names)
+        )
     if not table[names[0]]:
         raise ValueError("plot_seeds: expected at least one row, got none")
     return {n: table[n] for n in names}
@@ -554,12 +632,16 @@ def plot_seeds(
     table = _columns(results, [x, y, *keys])
     xs, categories = _x_positions(table[x])
     ys = _to_1d([float(v) for v in table[y]], f"plot_seeds: column {y!r}")
-    names = [" ".join(str(row[k]) for k in keys) for row in
-             ({k: table[k][i] for k in keys} for i in range(len(ys)))]
+    names = [
+        " ".join(str(row[k]) for k in keys)
+        for row in ({k: table[k][i] for k in keys} for i in range(len(ys)))
+    ]
     groups = list(dict.fromkeys(names))
     unique_x = np.unique(xs)
     if log_x and (unique_x <= 0).any():
-        raise ValueError(f"plot_seeds: expected positive {x!r} values for log_x, got {unique_x.min()}")
+        raise ValueError(
+            f"plot_seeds: expected positive {x!r} values for log_x, got {unique_x.min()}"
+        )
     gaps = np.diff(np.log(unique_x) if log_x else unique_x)
     gap = float(gaps.min()) if len(gaps) else 1.0
 
@@ -574,7 +656,16 @@ def plot_seeds(
         levels = np.unique(gx)
         means = np.array([gy[gx == v].mean() for v in levels])
         line_x = np.exp(np.log(levels) + shift) if log_x else levels + shift
-        ax.plot(line_x, means, color=color, ls=ls, marker=marker, ms=6, mfc="white", label=f"{name} (mean)")
+        ax.plot(
+            line_x,
+            means,
+            color=color,
+            ls=ls,
+            marker=marker,
+            ms=6,
+            mfc="white",
+            label=f"{name} (mean)",
+        )
     if baseline is not None:
         b_label, b_value = baseline if isinstance(baseline, tuple) else ("baseline", baseline)
         ax.axhline(float(b_value), color=COLORS["baseline"], ls="--", lw=1, label=str(b_label))

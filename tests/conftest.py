@@ -1,5 +1,6 @@
 """Shared pytest set-up: figures render off-screen, torch uses one thread, and every test starts
 from the same seed."""
+
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -1,4 +1,6 @@
-"""Tests for companion.diagnostics: gradient-norm curves, spectral radius, decay rate, gate stats."""
+"""Tests for companion.diagnostics: gradient-norm curves, spectral radius, decay rate, gate
+stats."""
+
 from __future__ import annotations
 
 import math
@@ -47,7 +49,9 @@ def test_linear_rnn_orthogonal_curve_is_exactly_geometric(rho: float) -> None:
     cell = linear_rnn(orthogonal_times(rho))
     norms = hidden_grad_norms(cell, torch.zeros(L, N, I, dtype=torch.float64))
     # ∂L/∂h_t = (ρQ^T)^(T-t) 1 and Q preserves norms: ‖∂L/∂h_t‖ = ρ^(T-t) √H.
-    expected = torch.tensor([rho ** (L - 1 - t) * math.sqrt(H) for t in range(L)], dtype=torch.float64)
+    expected = torch.tensor(
+        [rho ** (L - 1 - t) * math.sqrt(H) for t in range(L)], dtype=torch.float64
+    )
     torch.testing.assert_close(norms, expected, rtol=1e-10, atol=0)
     assert decay_rate(norms) == pytest.approx(rho, rel=1e-10)
     ratios = norms[:-1] / norms[1:]
@@ -74,8 +78,10 @@ def test_expansive_rnn_explodes_towards_the_past() -> None:
 def test_symmetric_weight_rate_tends_to_spectral_radius() -> None:
     rho, L = 0.8, 60
     q = orthogonal_times(1.0, seed=3)
-    eigenvalues = torch.tensor([rho, -0.5 * rho, 0.4 * rho, 0.3 * rho, -0.2 * rho, 0.1 * rho, 0.05, 0.0],
-                               dtype=torch.float64)
+    eigenvalues = torch.tensor(
+        [rho, -0.5 * rho, 0.4 * rho, 0.3 * rho, -0.2 * rho, 0.1 * rho, 0.05, 0.0],
+        dtype=torch.float64,
+    )
     W = q @ torch.diag(eigenvalues) @ q.T
     assert spectral_radius(W) == pytest.approx(rho)
     norms = hidden_grad_norms(linear_rnn(W), torch.zeros(L, N, I, dtype=torch.float64))
@@ -156,7 +162,10 @@ def test_batch_mean_of_per_sample_norms() -> None:
 
 def test_hidden_grad_norms_bad_input() -> None:
     cell = nn.RNNCell(I, H)
-    with pytest.raises(ValueError, match=r"expected x with 3 dimensions \(L, N, I\) or 2 \(L, I\), got shape \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"expected x with 3 dimensions \(L, N, I\) or 2 \(L, I\), got shape \(4,\)",
+    ):
         hidden_grad_norms(cell, torch.zeros(4))
     with pytest.raises(ValueError, match="at least one time step"):
         hidden_grad_norms(cell, torch.zeros(0, N, I))
@@ -189,7 +198,9 @@ def test_companion_cells_give_the_same_curve(kind: str) -> None:
     twin = getattr(models, kind)(I, H)
     twin.load_state_dict(reference.state_dict())
     x = torch.randn(8, N, I)
-    torch.testing.assert_close(hidden_grad_norms(twin, x), hidden_grad_norms(reference, x), rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(
+        hidden_grad_norms(twin, x), hidden_grad_norms(reference, x), rtol=1e-4, atol=1e-7
+    )
 
 
 # --- spectral_radius / scale_to_spectral_radius ------------------------------------------
@@ -198,8 +209,12 @@ def test_companion_cells_give_the_same_curve(kind: str) -> None:
 def test_spectral_radius_known_matrices() -> None:
     assert spectral_radius(torch.diag(torch.tensor([0.3, -2.0, 1.0]))) == pytest.approx(2.0)
     angle = 0.7
-    rotation = 1.3 * torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    assert spectral_radius(rotation) == pytest.approx(1.3, rel=1e-6)  # complex eigenvalues 1.3 e^{±iθ}
+    rotation = 1.3 * torch.tensor(
+        [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+    )
+    assert spectral_radius(rotation) == pytest.approx(
+        1.3, rel=1e-6
+    )  # complex eigenvalues 1.3 e^{±iθ}
     assert spectral_radius(np.array([[0.0, 1.0], [0.0, 0.0]])) == 0.0  # nilpotent
     assert spectral_radius(nn.RNNCell(2, 5).weight_hh) > 0  # a Parameter works
 
@@ -225,7 +240,9 @@ def test_scale_to_spectral_radius_numpy() -> None:
 
 
 def test_spectral_radius_errors() -> None:
-    with pytest.raises(ValueError, match=r"square matrix \(H, H\), got shape \(32, 8\).*weight_hh\[:8\]"):
+    with pytest.raises(
+        ValueError, match=r"square matrix \(H, H\), got shape \(32, 8\).*weight_hh\[:8\]"
+    ):
         spectral_radius(torch.zeros(32, 8))
     with pytest.raises(ValueError, match=r"square matrix \(H, H\), got shape \(3,\)"):
         spectral_radius(torch.zeros(3))
@@ -345,11 +362,20 @@ def test_gate_statistics_on_a_recorded_lstm() -> None:
 def test_gate_statistics_errors() -> None:
     with pytest.raises(ValueError, match="non-empty dict"):
         gate_statistics({})
-    with pytest.raises(ValueError, match=r"shape \(L, H\), \(L, N, H\) or \(..., L, N, H\), got shape \(5,\)"):
+    with pytest.raises(
+        ValueError, match=r"shape \(L, H\), \(L, N, H\) or \(..., L, N, H\), got shape \(5,\)"
+    ):
         gate_statistics({"f": torch.rand(5)})
-    with pytest.raises(ValueError, match=r"mask of shape \(L,\) = \(3,\) or \(L, N\) = \(3, 2\) for gate 'f' of shape \(3, 2, 5\), got \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"mask of shape \(L,\) = \(3,\) or \(L, N\) = \(3, 2\) for gate 'f' of shape "
+        r"\(3, 2, 5\), got \(4,\)",
+    ):
         gate_statistics({"f": torch.rand(3, 2, 5)}, torch.ones(4, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"mask of shape \(L,\) = \(3,\) for gate 'f' of shape \(3, 5\), got \(3, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"mask of shape \(L,\) = \(3,\) for gate 'f' of shape \(3, 5\), got \(3, 2\)",
+    ):
         gate_statistics({"f": torch.rand(3, 5)}, torch.ones(3, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="boolean mask"):
         gate_statistics({"f": torch.rand(3, 5)}, torch.ones(3))
@@ -374,5 +400,5 @@ def test_hidden_grad_norms_does_not_underflow_for_tiny_gradients():
     norms = hidden_grad_norms(cell, x, loss=lambda h: tiny * h.sum())
     # d(loss)/d(h_1) = tiny * ones(32): norm tiny * sqrt(32); d/d(h_0) = 0 through W_hh = 0.
     assert norms.dtype == torch.float32
-    assert norms[1].item() == pytest.approx(tiny * 32 ** 0.5, rel=1e-5)
+    assert norms[1].item() == pytest.approx(tiny * 32**0.5, rel=1e-5)
     assert norms[0].item() == 0.0

@@ -1,4 +1,5 @@
 """nbval is a real check: a notebook whose stored output was altered fails it."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,24 @@ def _run_nbval(folder: Path) -> subprocess.CompletedProcess:
     # The kernel must draw figures inline as when the outputs were stored, not with the tests' Agg.
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", "-p", "no:cacheprovider",
-         "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "-q", str(folder)],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            "--nbval-sanitize-with",
+            str(ROOT / "tests" / "nbval_sanitize.cfg"),
+            "-q",
+            str(folder),
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -41,7 +57,9 @@ def test_nbval_passes_on_the_stored_notebook_and_fails_on_an_altered_output(tmp_
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     index, output = _first_compared_stream(nb)
-    output.text = output.text.replace("cpu", "cuda") if "cpu" in output.text else output.text + "altered\n"
+    output.text = (
+        output.text.replace("cpu", "cuda") if "cpu" in output.text else output.text + "altered\n"
+    )
     nbformat.write(nb, bad / NOTEBOOK.name)
 
     passed = _run_nbval(good)

@@ -1,5 +1,6 @@
 """Tests of companion.numpy_lstm: the hand-written backward pass against torch autograd and finite
 differences, truncated BPTT against a detached autograd reference, the optimisers, the regressor."""
+
 from __future__ import annotations
 
 import ast
@@ -178,7 +179,11 @@ def _truncated_reference(p, d, k):
             states.append(state)
     for t in range(L):
         start = max(0, t - k + 1)
-        h, c = (h0, c0) if start == 0 else (states[start - 1][0].detach(), states[start - 1][1].detach())
+        h, c = (
+            (h0, c0)
+            if start == 0
+            else (states[start - 1][0].detach(), states[start - 1][1].detach())
+        )
         for s in range(start, t + 1):
             h, c = cell(x[s], (h, c))
         loss_t = (h * _t(d["A"][t])).sum()
@@ -227,7 +232,9 @@ def test_gradient_check_passes_in_float64(with_state, bias):
     p = init_params(3, 4, seed=5, bias=bias)
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 2, 3))
-    state = (rng.standard_normal((2, 4)), rng.standard_normal((2, 4))) if with_state else (None, None)
+    state = (
+        (rng.standard_normal((2, 4)), rng.standard_normal((2, 4))) if with_state else (None, None)
+    )
     assert gradient_check(p, x, *state) < 1e-6
 
 
@@ -278,7 +285,9 @@ def test_sgd_updates_in_place():
     _close(array, [0.0, 3.0], atol=0)
     with pytest.raises(KeyError, match="got 'v'"):
         SGD(0.1).step(params, {"v": np.zeros(2)})
-    with pytest.raises(ValueError, match=r"expected gradient 'w' of shape \(2,\), got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"expected gradient 'w' of shape \(2,\), got shape \(3,\)"
+    ):
         Adam().step(params, {"w": np.zeros(3)})
 
 
@@ -323,20 +332,68 @@ def test_regressor_learns_the_sum_of_its_inputs_with_adam():
 @pytest.mark.parametrize(
     "call, fragment",
     [
-        (lambda p: lstm_forward(p, np.zeros(4)), r"expected x with 3 dimensions \(L, N, I\), got shape \(4,\)"),
-        (lambda p: lstm_forward(p, np.zeros((2, 3, 7))), r"expected x of shape \(L, N, I\) = \(·, ·, 4\), got shape \(2, 3, 7\)"),
-        (lambda p: lstm_forward(p, np.zeros((0, 3, 4))), r"at least one step .* got shape \(0, 3, 4\)"),
-        (lambda p: lstm_forward(p, np.zeros((2, 3, 4)), h0=np.zeros((1, 3, 5))), r"expected h0 of shape \(N, H\) = \(3, 5\), got shape \(1, 3, 5\)"),
-        (lambda p: lstm_forward(p, np.zeros((2, 3, 4)), c0=np.zeros((3, 6))), r"expected c0 .* got shape \(3, 6\)"),
-        (lambda p: lstm_step_forward(p, np.zeros((3, 4)), np.zeros((2, 5)), np.zeros((3, 5))), r"expected h_prev of shape \(N, H\) = \(3, 5\), got shape \(2, 5\)"),
-        (lambda p: lstm_forward({**p, "weight_ih": np.zeros((12, 4))}, np.zeros((2, 3, 4))), r"expected weight_ih of shape \(4H, I\) = \(20, ·\), got shape \(12, 4\)"),
-        (lambda p: lstm_forward({**p, "bias_hh": np.zeros(5)}, np.zeros((2, 3, 4))), r"expected bias_hh of shape \(4H,\) = \(20,\), got shape \(5,\)"),
-        (lambda p: lstm_backward(p, lstm_forward(p, np.zeros((2, 3, 4)))[2], np.zeros((3, 3, 5))), r"expected dhs of shape \(L, N, H\) = \(2, 3, 5\), got shape \(3, 3, 5\)"),
-        (lambda p: lstm_backward(p, lstm_forward(p, np.zeros((2, 3, 4)))[2], None, dh_T=np.zeros(5)), r"expected dh_T .* got shape \(5,\)"),
-        (lambda p: lstm_backward(p, lstm_forward(p, np.zeros((2, 3, 4)))[2], None, truncate=0), "expected truncate to be None or an integer >= 1, got 0"),
-        (lambda p: lstm_backward(p, lstm_forward(p, np.zeros((2, 3, 4)))[2], None, truncate=2.5), "got 2.5"),
-        (lambda p: lstm_backward(init_params(4, 6), lstm_forward(p, np.zeros((2, 3, 4)))[2], None), "expected a cache for I = 4, H = 6 .* got one for I = 4, H = 5"),
-        (lambda p: NumpyLSTMRegressor(4, 5, 2).loss_and_grads(np.zeros((2, 3, 4)), np.zeros(3)), r"expected y of shape \(N, O\) = \(3, 2\), got shape \(3,\)"),
+        (
+            lambda p: lstm_forward(p, np.zeros(4)),
+            r"expected x with 3 dimensions \(L, N, I\), got shape \(4,\)",
+        ),
+        (
+            lambda p: lstm_forward(p, np.zeros((2, 3, 7))),
+            r"expected x of shape \(L, N, I\) = \(·, ·, 4\), got shape \(2, 3, 7\)",
+        ),
+        (
+            lambda p: lstm_forward(p, np.zeros((0, 3, 4))),
+            r"at least one step .* got shape \(0, 3, 4\)",
+        ),
+        (
+            lambda p: lstm_forward(p, np.zeros((2, 3, 4)), h0=np.zeros((1, 3, 5))),
+            r"expected h0 of shape \(N, H\) = \(3, 5\), got shape \(1, 3, 5\)",
+        ),
+        (
+            lambda p: lstm_forward(p, np.zeros((2, 3, 4)), c0=np.zeros((3, 6))),
+            r"expected c0 .* got shape \(3, 6\)",
+        ),
+        (
+            lambda p: lstm_step_forward(p, np.zeros((3, 4)), np.zeros((2, 5)), np.zeros((3, 5))),
+            r"expected h_prev of shape \(N, H\) = \(3, 5\), got shape \(2, 5\)",
+        ),
+        (
+            lambda p: lstm_forward({**p, "weight_ih": np.zeros((12, 4))}, np.zeros((2, 3, 4))),
+            r"expected weight_ih of shape \(4H, I\) = \(20, ·\), got shape \(12, 4\)",
+        ),
+        (
+            lambda p: lstm_forward({**p, "bias_hh": np.zeros(5)}, np.zeros((2, 3, 4))),
+            r"expected bias_hh of shape \(4H,\) = \(20,\), got shape \(5,\)",
+        ),
+        (
+            lambda p: lstm_backward(
+                p, lstm_forward(p, np.zeros((2, 3, 4)))[2], np.zeros((3, 3, 5))
+            ),
+            r"expected dhs of shape \(L, N, H\) = \(2, 3, 5\), got shape \(3, 3, 5\)",
+        ),
+        (
+            lambda p: lstm_backward(
+                p, lstm_forward(p, np.zeros((2, 3, 4)))[2], None, dh_T=np.zeros(5)
+            ),
+            r"expected dh_T .* got shape \(5,\)",
+        ),
+        (
+            lambda p: lstm_backward(p, lstm_forward(p, np.zeros((2, 3, 4)))[2], None, truncate=0),
+            "expected truncate to be None or an integer >= 1, got 0",
+        ),
+        (
+            lambda p: lstm_backward(p, lstm_forward(p, np.zeros((2, 3, 4)))[2], None, truncate=2.5),
+            "got 2.5",
+        ),
+        (
+            lambda p: lstm_backward(
+                init_params(4, 6), lstm_forward(p, np.zeros((2, 3, 4)))[2], None
+            ),
+            "expected a cache for I = 4, H = 6 .* got one for I = 4, H = 5",
+        ),
+        (
+            lambda p: NumpyLSTMRegressor(4, 5, 2).loss_and_grads(np.zeros((2, 3, 4)), np.zeros(3)),
+            r"expected y of shape \(N, O\) = \(3, 2\), got shape \(3,\)",
+        ),
         (lambda p: init_params(0, 5), "expected input_size to be a positive integer, got 0"),
     ],
 )

@@ -1,4 +1,5 @@
 """Tests for companion.plots: returned types, labels, colours, scales and input errors."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -53,8 +54,16 @@ def test_colors_are_distinct_for_the_three_architectures() -> None:
 
 @pytest.mark.parametrize(
     ("name", "key"),
-    [("LSTM", "lstm"), ("lstm-2", "lstm"), ("bi-LSTM", "lstm"), ("GRU", "gru"), (" gru (h=64) ", "gru"),
-     ("RNN", "rnn"), ("vanilla rnn, tanh", "rnn"), ("Truth", "truth")],
+    [
+        ("LSTM", "lstm"),
+        ("lstm-2", "lstm"),
+        ("bi-LSTM", "lstm"),
+        ("GRU", "gru"),
+        (" gru (h=64) ", "gru"),
+        ("RNN", "rnn"),
+        ("vanilla rnn, tanh", "rnn"),
+        ("Truth", "truth"),
+    ],
 )
 def test_color_for_matches_case_insensitively(name: str, key: str) -> None:
     assert color_for(name) == COLORS[key]
@@ -88,7 +97,9 @@ class FakeHistory:
 
 
 def test_plot_history_with_history_object() -> None:
-    history = FakeHistory([{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e} for e in range(1, 6)])
+    history = FakeHistory(
+        [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e} for e in range(1, 6)]
+    )
     ax = plot_history(history)
     assert isinstance(ax, Axes)
     assert ax.get_xlabel() == "epoch"
@@ -107,7 +118,10 @@ def test_plot_history_without_validation_and_log() -> None:
 
 
 def test_plot_history_list_of_records_with_missing_val_and_label() -> None:
-    records = [{"epoch": 0, "train_loss": 2.0, "val_loss": None}, {"epoch": 1, "train_loss": 1.0, "val_loss": 1.5}]
+    records = [
+        {"epoch": 0, "train_loss": 2.0, "val_loss": None},
+        {"epoch": 1, "train_loss": 1.0, "val_loss": 1.5},
+    ]
     fig, ax = plt.subplots()
     assert plot_history(records, ax=ax, label="LSTM") is ax
     plot_history({"train_loss": [2.0, 1.0]}, ax=ax, label="GRU")
@@ -119,12 +133,19 @@ def test_plot_history_list_of_records_with_missing_val_and_label() -> None:
 
 def test_plot_history_with_companion_train_history() -> None:
     train = pytest.importorskip("companion.train")
-    history = train.History([{"epoch": 1, "train_loss": 2.0}, {"epoch": 2, "train_loss": 1.0, "val_loss": 1.4},
-                             {"epoch": 3, "train_loss": 0.5, "val_loss": 0.9}])
+    history = train.History(
+        [
+            {"epoch": 1, "train_loss": 2.0},
+            {"epoch": 2, "train_loss": 1.0, "val_loss": 1.4},
+            {"epoch": 3, "train_loss": 0.5, "val_loss": 0.9},
+        ]
+    )
     ax = plot_history(history, log=True)
     assert isinstance(ax, Axes) and ax.get_yscale() == "log"
     assert legend_texts(ax) == ["training", "validation"]
-    np.testing.assert_allclose(ax.get_lines()[1].get_xdata(), [2, 3])  # the epoch without val is left out
+    np.testing.assert_allclose(
+        ax.get_lines()[1].get_xdata(), [2, 3]
+    )  # the epoch without val is left out
 
 
 def test_plot_history_errors() -> None:
@@ -143,13 +164,22 @@ def test_plot_history_errors() -> None:
 
 def test_plot_losses_colours_labels_baseline() -> None:
     curves = {"RNN": [1.0, 0.9], "LSTM": np.array([1.0, 0.5, 0.2]), "GRU": torch.tensor([1.0, 0.4])}
-    ax = plot_losses(curves, baseline=("variance of the target", 0.17), ylabel="loss (MSE)", title="Adding problem")
+    ax = plot_losses(
+        curves,
+        baseline=("variance of the target", 0.17),
+        ylabel="loss (MSE)",
+        title="Adding problem",
+    )
     assert isinstance(ax, Axes)
     assert line_colors(ax)[:3] == [COLORS["rnn"], COLORS["lstm"], COLORS["gru"]]
     assert len(ax.get_lines()) == 4  # three curves and the baseline
     assert legend_texts(ax) == ["RNN", "LSTM", "GRU", "variance of the target"]
     np.testing.assert_allclose(ax.get_lines()[3].get_ydata(), [0.17, 0.17])
-    assert ax.get_ylabel() == "loss (MSE)" and ax.get_xlabel() == "epoch" and ax.get_title() == "Adding problem"
+    assert (
+        ax.get_ylabel() == "loss (MSE)"
+        and ax.get_xlabel() == "epoch"
+        and ax.get_title() == "Adding problem"
+    )
     assert ax.get_yscale() == "linear"
 
 
@@ -164,7 +194,9 @@ def test_plot_losses_log_and_plain_baseline_and_unknown_names() -> None:
 def test_plot_losses_errors() -> None:
     with pytest.raises(ValueError, match="non-empty dict of name -> values, got an empty dict"):
         plot_losses({})
-    with pytest.raises(ValueError, match=r"curve 'RNN': expected a 1-D sequence \(L,\), got shape \(2, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"curve 'RNN': expected a 1-D sequence \(L,\), got shape \(2, 2\)"
+    ):
         plot_losses({"RNN": [[1.0, 2.0], [3.0, 4.0]]})
     with pytest.raises(ValueError, match="baseline as a number or"):
         plot_losses({"RNN": [1.0]}, baseline=("a", 1.0, 2.0))  # type: ignore[arg-type]
@@ -200,7 +232,7 @@ def test_plot_grad_norms_time_axis_linear() -> None:
     ax = plot_grad_norms({"GRU": [1.0, 2.0, 3.0]}, log=False, x="time")
     assert ax.get_yscale() == "linear"
     assert "time step t" in ax.get_xlabel()
-    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [0, 1, 2])
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [1, 2, 3])  # 1-based steps
 
 
 def test_plot_grad_norms_errors() -> None:
@@ -217,8 +249,12 @@ def test_plot_grad_norms_errors() -> None:
 
 def test_plot_gate_heatmap_rows_marks_units() -> None:
     L, H = 12, 5
-    gates = {"i": torch.rand(L, H), "f": np.random.default_rng(0).random((L, H)), "g": torch.rand(L, H) * 2 - 1,
-             "c": torch.randn(L, H) * 3}
+    gates = {
+        "i": torch.rand(L, H),
+        "f": np.random.default_rng(0).random((L, H)),
+        "g": torch.rand(L, H) * 2 - 1,
+        "c": torch.randn(L, H) * 3,
+    }
     fig = plot_gate_heatmap(gates, marks=[2, 7], units=3)
     assert isinstance(fig, Figure)
     rows = fig.axes[: len(gates)]
@@ -228,7 +264,9 @@ def test_plot_gate_heatmap_rows_marks_units() -> None:
         image = ax.get_images()[0]
         assert image.get_array().shape == (3, L)  # units on y, time on x
         assert name in ax.get_ylabel()
-        assert [line.get_xdata()[0] for line in ax.get_lines()] == [2, 7]
+        # Indices 2 and 7 are the equations' steps 3 and 8.
+        assert [line.get_xdata()[0] for line in ax.get_lines()] == [3, 8]
+        assert image.get_extent()[:2] == [0.5, L + 0.5]
     assert rows[0].get_images()[0].get_clim() == (0.0, 1.0)  # σ gate
     assert rows[2].get_images()[0].get_clim() == (-1.0, 1.0)  # tanh gate
     assert "time step" in rows[-1].get_xlabel()
@@ -245,7 +283,9 @@ def test_plot_gate_heatmap_selected_units() -> None:
 def test_plot_gate_heatmap_errors() -> None:
     with pytest.raises(ValueError, match="non-empty dict of gate name"):
         plot_gate_heatmap({})
-    with pytest.raises(ValueError, match=r"gate 'f' with shape \(L, H\), got shape \(1, 6, 1, 4\).*rec\[''\]"):
+    with pytest.raises(
+        ValueError, match=r"gate 'f' with shape \(L, H\), got shape \(1, 6, 1, 4\).*rec\[''\]"
+    ):
         plot_gate_heatmap({"f": torch.rand(1, 6, 1, 4)})
     with pytest.raises(ValueError, match=r"same length L, got lengths \[4, 5\]"):
         plot_gate_heatmap({"f": torch.rand(4, 2), "i": torch.rand(5, 2)})
@@ -289,7 +329,9 @@ def test_plot_forecast_errors() -> None:
         plot_forecast(np.zeros(10), np.zeros(10), rollout_start=10)
     with pytest.raises(ValueError, match=r"t with 12 values"):
         plot_forecast(np.zeros(10), np.zeros(4), rollout_start=8, t=np.arange(10))
-    with pytest.raises(ValueError, match=r"truth: expected a 1-D sequence \(L,\), got shape \(10, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"truth: expected a 1-D sequence \(L,\), got shape \(10, 1\)"
+    ):
         plot_forecast(np.zeros((10, 1)), np.zeros(10), rollout_start=3)
     with pytest.raises(TypeError, match="int rollout_start, got float"):
         plot_forecast(np.zeros(10), np.zeros(10), rollout_start=3.0)  # type: ignore[arg-type]
@@ -304,8 +346,14 @@ def seed_rows() -> list[dict[str, str]]:
     for model, base in (("LSTM", 1.0), ("GRU", 1.0)):
         for length in (10, 100):
             for seed in range(3):
-                rows.append({"model": model, "length": str(length), "seed": str(seed),
-                             "acc": str(base - 0.1 * seed * (length == 100))})
+                rows.append(
+                    {
+                        "model": model,
+                        "length": str(length),
+                        "seed": str(seed),
+                        "acc": str(base - 0.1 * seed * (length == 100)),
+                    }
+                )
     return rows
 
 
@@ -335,9 +383,12 @@ def test_plot_seeds_legend_sits_outside_the_axes() -> None:
 
 
 def test_plot_seeds_groups_by_two_columns_and_log_axis() -> None:
-    rows = [{"model": m, "init": i, "T": t, "mse": 0.1 * (k + 1)}
-            for k, (m, i) in enumerate([("RNN", "default"), ("RNN", "identity")])
-            for t in (10, 100) for _ in range(2)]
+    rows = [
+        {"model": m, "init": i, "T": t, "mse": 0.1 * (k + 1)}
+        for k, (m, i) in enumerate([("RNN", "default"), ("RNN", "identity")])
+        for t in (10, 100)
+        for _ in range(2)
+    ]
     ax = plot_seeds(rows, "T", "mse", by=("model", "init"), log_x=True, log_y=True)
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     first, second = ax.get_lines()
@@ -349,8 +400,12 @@ def test_plot_seeds_groups_by_two_columns_and_log_axis() -> None:
 
 
 def test_plot_seeds_categorical_x_and_columns_dict() -> None:
-    ax = plot_seeds({"model": ["RNN", "RNN", "GRU"], "init": ["a", "b", "a"], "y": [1, 2, 3]},
-                    "init", "y", spread=0)
+    ax = plot_seeds(
+        {"model": ["RNN", "RNN", "GRU"], "init": ["a", "b", "a"], "y": [1, 2, 3]},
+        "init",
+        "y",
+        spread=0,
+    )
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [0, 1])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
 

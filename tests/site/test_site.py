@@ -10,6 +10,7 @@ and gets the same script. Every other request that leaves localhost is refused a
 It also checks every internal link of the site, and saves a screenshot of one chapter page to
 _build/screenshots/ as an artefact.
 """
+
 from __future__ import annotations
 
 import functools
@@ -72,14 +73,24 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 def browser():
     playwright_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"expected Chromium at {CHROMIUM} (Debian package 'chromium'); `make test-site` installs it")
+        pytest.fail(
+            f"expected Chromium at {CHROMIUM} (Debian package 'chromium'); `make test-site` "
+            "installs it"
+        )
     if not (MATHJAX / "tex-mml-chtml.js").exists():
         pytest.fail(f"expected MathJax at {MATHJAX}; `make test-site` installs the npm package")
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         yield browser
         browser.close()
@@ -100,7 +111,9 @@ class PageVisit:
         # MathJax typesets asynchronously; its startup promise resolves when the page is done.
         self.has_mathjax = self.page.evaluate("() => !!(window.MathJax && window.MathJax.startup)")
         if self.has_mathjax:
-            self.page.wait_for_function("() => window.MathJax.startup.promise !== undefined", timeout=30_000)
+            self.page.wait_for_function(
+                "() => window.MathJax.startup.promise !== undefined", timeout=30_000
+            )
             self.page.evaluate("() => window.MathJax.startup.promise")
 
     def _route(self, route):
@@ -109,7 +122,9 @@ class PageVisit:
             return route.continue_()
         match = re.search(r"/mathjax@3/es5/(.+)$", urlparse(url).path)
         if match and (MATHJAX / match.group(1)).is_file():
-            return route.fulfill(path=str(MATHJAX / match.group(1)), content_type="application/javascript")
+            return route.fulfill(
+                path=str(MATHJAX / match.group(1)), content_type="application/javascript"
+            )
         self.refused.append(url)
         return route.abort()
 
@@ -149,7 +164,11 @@ def test_maths_is_rendered_by_mathjax(visits, page):
     text = v.page.inner_text("article")
     # Anything MathJax did not typeset stays as raw TeX delimiters in the text.
     assert "$$" not in text and "\\(" not in text and "\\[" not in text, f"{page}: raw TeX left"
-    source = (ROOT / f"{page}.md").read_text() if (ROOT / f"{page}.md").exists() else (ROOT / f"{page}.ipynb").read_text()
+    source = (
+        (ROOT / f"{page}.md").read_text()
+        if (ROOT / f"{page}.md").exists()
+        else (ROOT / f"{page}.ipynb").read_text()
+    )
     if re.search(r"\$[^$\n]+\$", source):
         assert v.has_mathjax, f"{page}: has maths but MathJax did not load"
         assert v.page.locator("mjx-container").count() > 0, f"{page}: no equation was typeset"
@@ -159,7 +178,8 @@ def test_maths_is_rendered_by_mathjax(visits, page):
 def test_every_image_loads(visits, page):
     v = visits(page)
     broken = v.page.evaluate(
-        "() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+        "() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i "
+        "=> i.src)"
     )
     assert not broken, f"{page}: images that did not load: {broken}"
 
@@ -167,7 +187,9 @@ def test_every_image_loads(visits, page):
 @pytest.mark.parametrize("page", CHAPTERS)
 def test_colab_button_points_at_the_notebook_in_the_repository(visits, page):
     v = visits(page)
-    hrefs = v.page.eval_on_selector_all("a[href*='colab.research.google.com']", "els => els.map(e => e.href)")
+    hrefs = v.page.eval_on_selector_all(
+        "a[href*='colab.research.google.com']", "els => els.map(e => e.href)"
+    )
     repo = urlparse(CONFIG["repository"]["url"]).path.strip("/")
     expected = f"https://colab.research.google.com/github/{repo}/blob/{CONFIG['repository']['branch']}/{page}.ipynb"
     assert expected in hrefs, f"{page}: Colab links {hrefs}, expected {expected}"
@@ -215,7 +237,9 @@ def _parse(path: Path) -> _Links:
 
 
 def test_internal_links_resolve():
-    pages = [p for p in HTML.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts]
+    pages = [
+        p for p in HTML.rglob("*.html") if "_static" not in p.parts and "_sources" not in p.parts
+    ]
     assert pages, f"no HTML pages under {HTML}"
     broken = []
     for page in pages:
@@ -229,6 +253,10 @@ def test_internal_links_resolve():
                 target_path = target_path / "index.html"
             if not target_path.exists():
                 broken.append(f"{page.relative_to(HTML)} -> {link}")
-            elif fragment and target_path.suffix == ".html" and fragment not in _parse(target_path).ids:
+            elif (
+                fragment
+                and target_path.suffix == ".html"
+                and fragment not in _parse(target_path).ids
+            ):
                 broken.append(f"{page.relative_to(HTML)} -> {link} (no anchor)")
     assert not broken, "broken internal links:\n" + "\n".join(sorted(set(broken))[:50])
