@@ -12,8 +12,11 @@ the CPU, as one that never stopped.
 
 File format
 -----------
-``torch.save`` of ``{"format": FORMAT, "sha256": ..., "payload": uint8 tensor}``, where the payload
-is the ``torch.save`` of the checkpoint dict and ``sha256`` its digest. Both layers are read with
+``torch.save`` of ``{"format": FORMAT, "sha256": ..., "payload": uint8 tensor, "config": ...}``,
+where the payload is the ``torch.save`` of the checkpoint dict and ``sha256`` its digest. The config
+also lies outside the payload, so that ``torch.load(path, weights_only=True)["config"]`` reads the
+settings needed to rebuild a model before there is one; :func:`load_checkpoint` checks that it
+equals the one inside. Both layers are read with
 ``torch.load(weights_only=True)``, which never runs code from the file; a flipped byte changes the
 digest and the file is refused rather than loaded. Nothing touches the model before the whole
 checkpoint has been read and checked against it.
@@ -63,7 +66,8 @@ def _rng_states() -> dict[str, Any]:
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        # The uint32 key as int32 bits: the same bytes, in a dtype torch stores.
+        "numpy": [kind, torch.from_numpy(keys.view(np.int32).copy()), pos, has_gauss, gauss],
         "python": [version, list(internal), gauss_next],
     }
 
@@ -73,7 +77,7 @@ def _set_rng_states(states: Mapping[str, Any]) -> None:
     if states.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
     kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, gauss))
+    np.random.set_state((kind, keys.cpu().numpy().view(np.uint32), pos, has_gauss, gauss))
     version, internal, gauss_next = states["python"]
     random.setstate((version, tuple(internal), gauss_next))
 
@@ -165,6 +169,7 @@ def save_checkpoint(
         "format": FORMAT,
         "sha256": hashlib.sha256(payload).hexdigest(),
         "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+        "config": config,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -216,6 +221,10 @@ def _read(path: Path, map_location: MapLocation) -> dict[str, Any]:
         raise CheckpointError(f"{where} ({type(err).__name__}: {err})") from err
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise CheckpointError(f"{where}: its payload has no model state")
+    if envelope.get("config") != checkpoint.get("config"):
+        raise CheckpointError(
+            f"{where}: the config outside its payload differs from the one inside"
+        )
     return checkpoint
 
 

@@ -198,3 +198,14 @@ def test_scheduler_state_must_be_there_when_asked_for(tmp_path):
     with pytest.raises(ValueError, match="expected scheduler state"):
         load_checkpoint(path, model, opt, scheduler=scheduler)
     assert math.isclose(opt.param_groups[0]["lr"], 1e-3)
+
+
+def test_the_config_is_readable_before_a_model_exists_and_checked(tmp_path):
+    model = nn.LSTM(2, 3)
+    path = save_checkpoint(tmp_path / "ck.pt", model, config={"hidden": 3, "cell": "LSTM"})
+    envelope = torch.load(path, weights_only=True)
+    assert envelope["config"] == {"hidden": 3, "cell": "LSTM"}  # to rebuild the model from
+    envelope["config"]["hidden"] = 4  # the config outside the digest, altered
+    torch.save(envelope, path)
+    with pytest.raises(CheckpointError, match="config outside its payload differs"):
+        load_checkpoint(path, nn.LSTM(2, 3))
