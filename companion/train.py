@@ -476,12 +476,13 @@ def _prepare_run(
     use_closure = isinstance(optimizer, torch.optim.LBFGS) if closure is None else bool(closure)
     amp_dtype, scaler = _amp_setup(amp, device, use_closure)
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    names = _parameter_names(model, params)
     return _Run(
         model,
         loss_fn,
         optimizer,
         params,
-        _parameter_names(model, params),
+        names,
         device,
         amp_dtype,
         scaler,
@@ -507,12 +508,16 @@ def _grad_norm(run: _Run, where: str) -> Tensor:
         except RuntimeError as err:
             if "non-finite" not in str(err):
                 raise
-            raise _nonfinite_grads(run, math.nan, where) from None
-    norms = [torch.linalg.vector_norm(g.detach(), 2.0) for g in grads]
-    norm = torch.linalg.vector_norm(torch.stack(norms), 2.0)
+            raise _nonfinite_grads(run, _total_norm(grads).item(), where) from None
+    norm = _total_norm(grads)
     if check and not torch.isfinite(norm):
         raise _nonfinite_grads(run, norm.item(), where)
     return norm
+
+
+def _total_norm(grads: list[Tensor]) -> Tensor:
+    norms = [torch.linalg.vector_norm(g.detach(), 2.0) for g in grads]
+    return torch.linalg.vector_norm(torch.stack(norms), 2.0)
 
 
 def _nonfinite_grads(run: _Run, norm: float, where: str) -> FloatingPointError:
