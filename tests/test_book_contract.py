@@ -5,6 +5,8 @@ Colab-friendly metadata."""
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -110,3 +112,46 @@ def test_notebook_metadata_and_stored_outputs(path):
     errors = [o for c in code_cells for o in c.outputs if o.output_type == "error"]
     assert not errors, f"stored outputs contain an error: {errors[0]['ename'] if errors else ''}"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("present", [["python3.12"], ["python3.13", "python3.11"]])
+def test_make_uses_the_first_python_from_3_11_up_and_says_which(tmp_path, present):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in present:  # stand-ins that answer --version like a Python would
+        stub = bin_dir / name
+        stub.write_text(f"#!/bin/sh\necho 'Python {name[6:]}.0'\n")
+        stub.chmod(0o755)
+    for tool in ("sh", "bash"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    run = subprocess.run(
+        [shutil.which("make"), "-n", ".venv/bin/python"],
+        cwd=tmp_path,
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+    )
+    first = min(present)  # python3.11 before python3.13
+    assert run.returncode == 0, run.stderr
+    assert f"{bin_dir / first} -m venv .venv" in run.stdout
+
+
+def test_make_without_a_supported_python_says_so(tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "bash"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    run = subprocess.run(
+        [shutil.which("make"), ".venv/bin/python"],
+        cwd=tmp_path,
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode != 0
+    assert "no python3.11, python3.12, python3.13 or python3.14 on the PATH" in run.stderr
