@@ -684,6 +684,43 @@ def test_shape_errors_are_runtime_errors_as_in_torch(attack: str) -> None:
     assert str(caught.value).startswith(f"{kind}: expected")
 
 
+# torch's own error inputs for these modules (common_modules.module_error_inputs_torch_nn_*),
+# transcribed: (kind, constructor args, constructor kwargs, forward inputs or None, torch's type).
+TORCH_ERROR_INPUTS = [
+    ("RNNCell", (10, 20), {}, lambda: (x(3, 11), x(3, 20)), RuntimeError),
+    ("GRUCell", (10, 20), {}, lambda: (x(3, 10), x(3, 21)), RuntimeError),
+    ("RNNCell", (10, 20, True, "relu"), {}, lambda: (x(3, 10), x(5, 20)), RuntimeError),
+    ("GRUCell", (10, 20), {}, lambda: (x(3, 10), x(3, 1, 1, 20)), ValueError),
+    ("LSTMCell", (10, 20), {}, lambda: (x(3, 11), (x(3, 20), x(3, 20))), RuntimeError),
+    ("LSTMCell", (10, 20), {}, lambda: (x(3, 10), (x(3, 21), x(3, 21))), RuntimeError),
+    ("LSTMCell", (10, 20), {}, lambda: (x(3, 10), (x(5, 20), x(5, 20))), RuntimeError),
+    ("LSTMCell", (10, 20), {}, lambda: (x(3, 10), (x(3, 1, 1, 20),) * 2), ValueError),
+    ("RNN", (10, 0, 1), {}, None, ValueError),
+    ("GRU", (10, 10, 0), {}, None, ValueError),
+    ("LSTM", (3, 5), {}, lambda: (x(2, 4, 3, dtype=torch.float64),), ValueError),
+    ("RNN", (3, 5), {"bias": 0}, None, TypeError),
+    ("GRU", (3, 5), {"bias": "True"}, None, TypeError),
+    ("LSTM", (3, 5), {"batch_first": 1}, None, TypeError),
+    ("RNN", (3, 5), {"batch_first": "False"}, None, TypeError),
+    ("GRU", (3.0, 5), {}, None, TypeError),
+    ("LSTM", ("10", 5), {}, None, TypeError),
+    ("RNN", (0, 5), {}, None, ValueError),
+    ("GRU", (-1, 5), {}, None, ValueError),
+    ("LSTM", (3, 5.0), {}, None, TypeError),
+]
+
+
+@pytest.mark.parametrize("kind, args, kwargs, make_inputs, expected", TORCH_ERROR_INPUTS)
+def test_torchs_own_error_inputs_raise_torchs_error_types(
+    kind: str, args: tuple, kwargs: dict, make_inputs: Any, expected: type[Exception]
+) -> None:
+    for cls in dict(**LAYERS, **CELLS)[kind]:
+        with pytest.raises(expected):
+            module = cls(*args, **kwargs)
+            if make_inputs is not None:
+                module(*make_inputs())
+
+
 @pytest.mark.parametrize("kind", list(CELLS))
 def test_cells_accept_hidden_size_zero_like_torch(kind: str) -> None:
     ours, reference = twins(kind, 3, 0)
