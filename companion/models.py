@@ -343,7 +343,8 @@ def _check_input(
 def _check_like(
     owner: str, what: str, x: Tensor, reference: Tensor, whose: str, model_can_move: bool = False
 ) -> None:
-    """``x`` must be floating point, and on ``reference``'s device and in its dtype.
+    """``x`` must be floating point, and on ``reference``'s device and in its dtype (any floating
+    dtype under autocast, which casts them, as torch.nn allows).
 
     ``model_can_move`` says whether the reference is the model's weights, so that converting the
     model instead is a fix worth suggesting (it is not when the reference is the input)."""
@@ -356,7 +357,7 @@ def _check_like(
             f"{owner}: expected {what} on {whose} device {reference.device}, got {what} on "
             f"{x.device}; move one of them with .to(...)"
         )
-    if x.dtype != reference.dtype:
+    if x.dtype != reference.dtype and not _autocast_on(x.device.type):
         fix = f"convert it with .to({reference.dtype})"
         if model_can_move:
             fix += f" or the model with .to({x.dtype})"
@@ -421,7 +422,8 @@ class _Recurrent(nn.Module):
         """Autocast switched off, where torch.nn's twin ignores it; None where nothing changes.
         (On CUDA autocast lowers all six, as it does torch's.)"""
         data = input.data if isinstance(input, PackedSequence) else input
-        if self._cpu_autocast_lowers or not isinstance(data, Tensor):
+        # Lower-precision input is run in the autocast dtype by torch.nn's twins too.
+        if self._cpu_autocast_lowers or not isinstance(data, Tensor) or data.dtype != torch.float32:
             return None
         if data.device.type != "cpu" or not _autocast_on("cpu"):
             return None

@@ -773,6 +773,21 @@ def test_cpu_bfloat16_autocast_gives_torch_dtypes(kind: str) -> None:
         assert out.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("kind", list(LAYERS) + list(CELLS))
+def test_cpu_autocast_takes_bfloat16_input_like_torch(kind: str) -> None:
+    torch.manual_seed(0)
+    ours, reference = twins(kind, 3, 4)
+    inputs = (x(5, 2, 3) if kind in LAYERS else x(2, 3)).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, expected = ours(inputs), reference(inputs)
+    out = out[0] if isinstance(out, tuple) else out
+    expected = expected[0] if isinstance(expected, tuple) else expected
+    assert out.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected.float(), atol=0.05, rtol=0.05)
+    with pytest.raises(ValueError, match="expected input in the weights' dtype"):
+        ours(inputs)  # outside autocast the dtypes must agree, as in torch.nn
+
+
 def test_numpy_integers_are_accepted_as_sizes() -> None:
     np = pytest.importorskip("numpy")
     layer = m.LSTM(np.int64(3), np.int32(5), num_layers=np.int64(2))
