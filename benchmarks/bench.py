@@ -4,78 +4,48 @@ One command times, on the current device and in one process,
 
 1. **forward+backward** of one layer (the loss is the sum of the outputs, the input does not
    require a gradient) for several *variants* that compute the same function from the same
-   weights:
-
-   ===========================  ===============================================================
-   ``torch.nn``                 PyTorch's fused layer: oneDNN on a CPU, cuDNN on a GPU
-   ``companion``                ``companion.models``, the book's readable layer (eager)
-   ``naive``                    chapter 11's first cell: one matmul per gate and per operand,
-                                ``x[t]`` indexed inside the loop
-   ``companion+compile``        the whole companion layer under ``torch.compile`` (opt-in,
-                                ``--compile``; its compile time and its recompilation at a new
-                                sequence length are recorded)
-   ``companion+cudagraphs``     CUDA only: forward and backward captured as CUDA graphs with
-                                ``torch.cuda.make_graphed_callables`` and replayed
-   ``companion+compile-ro``     CUDA only, opt-in: ``torch.compile(mode="reduce-overhead")``,
-                                which also replays CUDA graphs
-   ===========================  ===============================================================
-
-   in ``float32`` and, on CUDA, also under ``bfloat16`` autocast (precision ``bf16-autocast``);
-   on the goal shapes of the benchmark issue and on a small grid of batch and hidden sizes;
-2. **training throughput** of a small character-level language model (embedding, one recurrent
+   weights (``companion.benchmark.VARIANTS`` says what each is): ``torch.nn``, ``companion``
+   (the readable layer), ``bare`` (the same equations as bare tensor operations, nothing else),
+   ``companion+fused`` (the opt-in fast path, ``companion.fused``), ``naive`` (one product per
+   gate; batch grid only), and opt-in ``companion+compile`` (``--compile``), and on CUDA
+   ``companion+cudagraphs`` and ``companion+compile-ro``, also under bfloat16 autocast;
+2. the **per-step floor**: the same at N=1, H_in=1, H=1, where there is almost no arithmetic
+   and the time is the fixed cost of the operations each step makes;
+3. whether the fused (or compiled) variants **compile again** at sequence lengths 50, 100, 200;
+4. **training throughput** of a small character-level language model (embedding, one recurrent
    layer, linear read-out, cross-entropy, an Adam step) in sequences/s and tokens/s.
 
-Every measurement is the median of ``--repeats`` runs after ``--warmup`` untimed ones; the
-variants of one shape are interleaved, and the one that goes first rotates, so background load
-hits all of them alike and the ratios hold even on a busy machine. CUDA (and MPS) work is
-synchronised before the clock is read. Each variant's output is compared with ``torch.nn``'s
-(``max_abs_diff``), so a fast but wrong variant shows.
+Every measurement records the minimum, median and maximum of ``--repeats`` runs after
+``--warmup`` untimed ones; the variants of one shape are interleaved, and the one that goes first
+rotates, so background load hits all of them alike. CUDA (and MPS) work is synchronised before
+the clock is read. Each variant's output is compared with ``torch.nn``'s (``max_abs_diff``).
 
-The results go to a JSON file (``--out``) with the device's name, the torch version, the
-threads, the load average before and after the run, the settings and every row; ``--csv``
-writes the rows as a flat table too. ``load_results``, ``goal_report``, ``crossover_batch``,
-``plot_ratios`` and ``plot_batch_curves`` read such a file back; chapter 11 of the book uses them.
+Each run records the load average before and after, the threads, the torch version and the
+settings, and ends with ``companion.benchmark.check_conditions``: it warns (and the book's tests
+reject a stored file) when the load average was above the number of cores, or when a longer
+sequence ran faster than a shorter one beyond the spread. The results file's layout is in
+``companion.benchmark``, which also reads it back (chapter 11 uses it).
 
 Usage, from the repository root::
 
-    python benchmarks/bench.py                     # this device, writes book/data/11_bench_<device>.json
-    python benchmarks/bench.py --device cpu --compile --out book/data/11_bench_cpu.json
-    python benchmarks/bench.py --device cuda --compile --out book/data/11_bench_cuda.json
-    python benchmarks/bench.py --quick             # a few shapes, a minute or two; prints only
+    # the stored CPU results of the book, on a quiet machine: 1 and 2 threads, ~8 minutes
+    python benchmarks/bench.py --device cpu --threads 1 2
+    # writes book/data/11_bench_cpu_t1.json and book/data/11_bench_cpu_t2.json
+    python benchmarks/bench.py --device cuda --out book/data/11_bench_cuda.json
+    python benchmarks/bench.py --device cpu --threads 1 --quick   # 3 repeats; prints only
 
-Options: ``--device {auto,cpu,cuda,mps}``, ``--quick``, ``--tiny`` (seconds, for the tests),
-``--compile``, ``--compile-cache`` (let inductor reuse its on-disk cache; by default it is
-disabled so that the compile time recorded is a cold one), ``--repeats N``, ``--warmup N``,
-``--threads N``, ``--tf32`` (allow TF32 in matmuls and cuDNN on CUDA; by default PyTorch's own
-defaults apply and are recorded), ``--out PATH``, ``--csv PATH``.
-
-On a shared machine, pass ``--threads 1``: when more processes want a core than there are cores
-(see the load average), every multi-threaded operation waits for its slowest thread and the times
-become erratic, while one thread per process degrades evenly. The stored CPU results of the book
-were made that way: ``python benchmarks/bench.py --device cpu --threads 1 --compile``.
-
-Results file (JSON, ``"schema": 1``): ``device`` (type, name, torch, python, threads, cpu_count;
-on CUDA also cuda, cudnn, the TF32 flags, memory), ``created``, ``duration_s``,
-``load_average_before``/``_after`` (1, 5, 15 minutes), ``settings`` (repeats, warmup, compile,
-preset, argv, the char-LM sizes), ``forward_backward`` and ``training`` (one row per kind, shape,
-variant and precision: median_ms, q1_ms, q3_ms, times_ms, ratio_to_torch, sequences_per_s,
-tokens_per_s for training, first_call_ms, compile_s for compiled variants, max_abs_diff, or
-``skipped`` with the reason), ``recompilation`` (the new-length probes), ``goals`` (each goal with
-its measured ratio and whether it is met) and ``notes``.
-
-Goals (from the benchmark issue; forward+backward, float32, ratio to ``torch.nn`` in the same
-process) are in :data:`GOALS`: on a CPU the readable LSTM within 1.5x at (N 64, L 50, H_in 64,
-H 256) and 2.5x at (32, 100, 32, 128), the GRU within 1.2x, the compiled layer within 1.2x; on a
-GPU the CUDA-graph replay within 2x of cuDNN at (64, 100, 64, 256). The eager per-step loop is
-launch-bound on a GPU: every step launches about ten small kernels forward and twenty backward,
-each costing a few microseconds whatever its size; a CUDA graph launches the whole sequence at
-once.
+Options: ``--device {auto,cpu,cuda,mps}``, ``--quick`` (the same shapes, 3 repeats), ``--tiny``
+(seconds, for the tests), ``--threads N [N ...]`` (one run and one file per count),
+``--compile`` (also the whole companion layer under ``torch.compile``, at N=32, H=32, L=50, and
+its recompilation at L=100 and 200; with inductor's on-disk cache disabled, so cold, unless
+``--compile-cache``), ``--repeats N``, ``--warmup N``, ``--tf32``, ``--out PATH``, ``--csv PATH``.
 
 About ``torch.compile`` on a recurrent layer: Dynamo unrolls the Python loop over time, so the
 graph (and its compile time) grows with the sequence length L, and every new L compiles a new
-graph, up to ``torch._dynamo.config.recompile_limit`` (8) lengths, after which the layer silently
-runs eagerly. Pad or bucket sequence lengths when you compile.
+graph, up to ``torch._dynamo.config.recompile_limit`` lengths, after which the layer runs
+eagerly. ``companion.fused`` compiles nothing, so it has nothing to recompile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,97 +69,45 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from companion import models
+from companion import fused, models
+from companion.benchmark import (
+    BASELINE,
+    BF16,
+    CPU_SHAPES,
+    FLOAT32,
+    FLOOR_SHAPE,
+    GPU_GOAL_SHAPE,
+    SCHEMA_VERSION,
+    Shape,
+    check_conditions,
+    format_table,
+    goal_report,
+)
 from companion.device import device_name, pick_device
-
-__all__ = [
-    "SCHEMA_VERSION",
-    "Shape",
-    "Goal",
-    "GOALS",
-    "KINDS",
-    "NaiveLayer",
-    "time_interleaved",
-    "build_layer",
-    "bench_forward_backward",
-    "bench_training",
-    "probe_recompilation",
-    "run_suite",
-    "load_results",
-    "validate_results",
-    "goal_report",
-    "crossover_batch",
-    "batch_curve",
-    "format_table",
-    "plot_ratios",
-    "plot_batch_curves",
-    "main",
-]
-
-#: Bump when the layout of the results file changes; :func:`load_results` checks it.
-SCHEMA_VERSION = 1
 
 KINDS = ("LSTM", "GRU", "RNN")
 #: Gate blocks per kind: rows of weight_ih are G·H.
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
-_GATE_NAMES = {"RNN": ("h",), "LSTM": ("i", "f", "g", "o"), "GRU": ("r", "z", "n")}
-
-BASELINE = "torch.nn"
-FLOAT32 = "float32"
-BF16 = "bf16-autocast"
 #: Variants and where they can run. Compiled ones need ``--compile``.
-VARIANTS: dict[str, tuple[str, ...]] = {
+DEVICES: dict[str, tuple[str, ...]] = {
     "torch.nn": ("cpu", "cuda", "mps"),
     "companion": ("cpu", "cuda", "mps"),
+    "bare": ("cpu", "cuda", "mps"),
+    "companion+fused": ("cpu", "cuda", "mps"),
     "naive": ("cpu", "cuda", "mps"),
     "companion+compile": ("cpu", "cuda"),
     "companion+cudagraphs": ("cuda",),
     "companion+compile-ro": ("cuda",),
 }
 COMPILED = ("companion+compile", "companion+compile-ro")
+#: Variants timed at every shape; "naive" joins them on the batch grid only.
+MAIN = ("torch.nn", "companion", "bare", "companion+fused")
+GRID = ("torch.nn", "companion", "naive", "companion+fused")
+TRAIN = ("torch.nn", "companion", "companion+fused")
 #: Variants also timed under bfloat16 autocast, on CUDA.
 BF16_VARIANTS = ("torch.nn", "companion", "companion+cudagraphs", "companion+compile-ro")
-
-
-@dataclass(frozen=True)
-class Shape:
-    """One problem size: batch N, sequence length L, input features H_in, hidden units H."""
-
-    batch: int
-    length: int
-    input_size: int
-    hidden_size: int
-
-    def label(self) -> str:
-        return f"N={self.batch} L={self.length} H_in={self.input_size} H={self.hidden_size}"
-
-    @classmethod
-    def of(cls, row: Mapping[str, Any]) -> Shape:
-        return cls(row["batch"], row["length"], row["input_size"], row["hidden_size"])
-
-
-@dataclass(frozen=True)
-class Goal:
-    """Forward+backward of ``variant`` within ``max_ratio`` times ``torch.nn``'s, on ``device``."""
-
-    device: str
-    kind: str
-    variant: str
-    shape: Shape
-    max_ratio: float
-
-
-CPU_GOAL_SHAPES = (Shape(64, 50, 64, 256), Shape(32, 100, 32, 128))
-GPU_GOAL_SHAPE = Shape(64, 100, 64, 256)
-GOALS: tuple[Goal, ...] = (
-    Goal("cpu", "LSTM", "companion", CPU_GOAL_SHAPES[0], 1.5),
-    Goal("cpu", "LSTM", "companion", CPU_GOAL_SHAPES[1], 2.5),
-    Goal("cpu", "GRU", "companion", CPU_GOAL_SHAPES[0], 1.2),
-    Goal("cpu", "GRU", "companion", CPU_GOAL_SHAPES[1], 1.2),
-    *(Goal("cpu", k, "companion+compile", s, 1.2) for k in ("LSTM", "GRU") for s in CPU_GOAL_SHAPES),
-    Goal("cuda", "LSTM", "companion+cudagraphs", GPU_GOAL_SHAPE, 2.0),
-    Goal("cuda", "GRU", "companion+cudagraphs", GPU_GOAL_SHAPE, 2.0),
-)
+#: The sequence lengths at which fused and compiled variants are checked for recompilation.
+PROBE_LENGTHS = (50, 100, 200)
 
 
 @dataclass(frozen=True)
@@ -197,38 +115,63 @@ class Plan:
     """What one run measures."""
 
     kinds: tuple[str, ...]
-    goal_shapes: tuple[Shape, ...]  # every variant
-    grid_shapes: tuple[Shape, ...]  # the eager variants, for batch curves and the crossover
-    compile_kinds: tuple[str, ...]
-    compile_shapes: tuple[Shape, ...]
+    goal_shapes: tuple[Shape, ...]  # MAIN variants
+    floor_shapes: tuple[Shape, ...]  # MAIN variants, nearly no arithmetic
+    grid_shapes: tuple[Shape, ...]  # GRID variants, LSTM only: batch curves and the crossover
+    compile_shape: Shape  # companion+compile, with --compile
+    probe_lengths: tuple[int, ...]
     train_kinds: tuple[str, ...]
     train: dict[str, int]  # batch, length, vocab, embedding, hidden
     repeats: int
     warmup: int
 
 
-def _grid(batches: Iterable[int], hiddens: Iterable[int], length: int = 50, input_size: int = 64):
+def _grid(
+    batches: Iterable[int], hiddens: Iterable[int], length: int = 50, input_size: int = 64
+) -> tuple[Shape, ...]:
     return tuple(Shape(b, length, input_size, h) for h in hiddens for b in batches)
 
 
-def make_plan(device: torch.device, preset: str = "full", repeats: int | None = None,
-              warmup: int | None = None) -> Plan:
-    """The shapes and settings of a ``preset``: "full", "quick" or "tiny" (the tests')."""
-    on_gpu = device.type == "cuda"
-    goal_shapes = (*CPU_GOAL_SHAPES, GPU_GOAL_SHAPE)
-    compile_shapes = (GPU_GOAL_SHAPE,) if on_gpu else CPU_GOAL_SHAPES
+def make_plan(
+    device: torch.device,
+    preset: str = "full",
+    repeats: int | None = None,
+    warmup: int | None = None,
+) -> Plan:
+    """The shapes and settings of a ``preset``: "full", "quick" (the same shapes, 3 repeats)
+    or "tiny" (the tests')."""
+    shapes = (*CPU_SHAPES, GPU_GOAL_SHAPE) if device.type == "cuda" else CPU_SHAPES
     lm = {"batch": 32, "length": 100, "vocab": 96, "embedding": 32, "hidden": 256}
-    if preset == "full":
-        return Plan(KINDS, goal_shapes, _grid((1, 8, 64, 256), (64, 256)), ("LSTM", "GRU"),
-                    compile_shapes, KINDS, lm, repeats or 15, warmup or 3)
-    if preset == "quick":
-        return Plan(("LSTM", "GRU"), goal_shapes[:2] if not on_gpu else goal_shapes,
-                    _grid((1, 64), (256,)), ("LSTM",), compile_shapes[:1], ("LSTM",), lm,
-                    repeats or 5, warmup or 2)
+    grid = _grid((1, 8, 64, 256), (64,))
+    compile_shape = Shape(32, 50, 32, 32)
+    if preset in ("full", "quick"):
+        default_repeats, default_warmup = (15, 3) if preset == "full" else (3, 1)
+        return Plan(
+            ("LSTM", "GRU"),
+            shapes,
+            (FLOOR_SHAPE,),
+            grid,
+            compile_shape,
+            PROBE_LENGTHS,
+            KINDS,
+            lm,
+            repeats or default_repeats,
+            warmup or default_warmup,
+        )
     if preset == "tiny":
         tiny_lm = {"batch": 3, "length": 5, "vocab": 11, "embedding": 4, "hidden": 6}
-        return Plan(("LSTM", "GRU"), (Shape(4, 6, 3, 5),), _grid((1, 4), (5,), 6, 3), ("LSTM",),
-                    (Shape(4, 6, 3, 5),), ("LSTM",), tiny_lm, repeats or 2, warmup or 1)
+        return Plan(
+            ("LSTM", "GRU"),
+            (Shape(4, 6, 3, 5), Shape(4, 12, 3, 5)),
+            (Shape(1, 6, 1, 1),),
+            _grid((1, 4), (5,), 6, 2),
+            Shape(4, 6, 3, 5),
+            (6, 9),
+            ("LSTM",),
+            tiny_lm,
+            repeats or 2,
+            warmup or 1,
+        )
     raise ValueError(f"make_plan: expected preset 'full', 'quick' or 'tiny', got {preset!r}")
 
 
@@ -237,15 +180,18 @@ def make_plan(device: torch.device, preset: str = "full", repeats: int | None = 
 # ------------------------------------------------------------------------------------------------
 
 
+def _gate_names(kind: str) -> tuple[str, ...]:
+    return models.GATE_NAMES[kind.lower()] or ("h",)  # the RNN's one block is named after h
+
+
 class NaiveLayer(nn.Module):
     """A one-layer RNN/LSTM/GRU written gate by gate, as chapter 11 writes it first.
 
     Every gate has its own ``W_x*`` (H, H_in) and ``W_h*`` (H, H) and makes two matmuls per step
-    (eight per step for the LSTM), and the loop reads ``x[t]``: what the equations say, with
-    none of the speed-ups of ``companion.models`` (no input projection computed ahead, no fused
-    recurrent matmul, no ``unbind``). Built from a ``torch.nn`` or companion layer's weights, it
-    computes the same function; bias per gate ``b_* = b_x* + b_h*`` except the GRU's candidate,
-    which keeps ``b_xn`` and ``b_hn`` apart as equation (5.3) needs.
+    (eight per step for the LSTM), and the loop reads ``x[t]``. Built from a ``torch.nn`` or
+    companion layer's weights, it computes the same function; bias per gate
+    ``b_* = b_x* + b_h*`` except the GRU's candidate, which keeps ``b_xn`` and ``b_hn`` apart as
+    equation (5.3) needs.
 
     Input (L, N, H_in); returns ``(output (L, N, H), state)`` like ``torch.nn``'s layers.
     """
@@ -255,12 +201,14 @@ class NaiveLayer(nn.Module):
         if kind not in GATES:
             raise ValueError(f"NaiveLayer: expected kind in {tuple(GATES)}, got {kind!r}")
         if source.num_layers != 1 or source.bidirectional or source.batch_first or not source.bias:
-            raise ValueError("NaiveLayer: expected a one-layer, one-direction, time-major layer with biases")
+            raise ValueError(
+                "NaiveLayer: expected a one-layer, one-direction, time-major layer with biases"
+            )
         self.kind = kind
         self.hidden_size = hidden = source.hidden_size
         w_ih, w_hh = source.weight_ih_l0.detach(), source.weight_hh_l0.detach()
         b_ih, b_hh = source.bias_ih_l0.detach(), source.bias_hh_l0.detach()
-        for k, name in enumerate(_GATE_NAMES[kind]):
+        for k, name in enumerate(_gate_names(kind)):
             rows = slice(k * hidden, (k + 1) * hidden)
             self.register_parameter(f"W_x{name}", nn.Parameter(w_ih[rows].clone()))
             self.register_parameter(f"W_h{name}", nn.Parameter(w_hh[rows].clone()))
@@ -294,6 +242,51 @@ class NaiveLayer(nn.Module):
         return torch.stack(outputs), state
 
 
+class BareLayer(nn.Module):
+    """The operations ``companion.models`` makes for one layer, and nothing else.
+
+    The input projection of all steps in one product, then per step one ``addmm``, ``chunk``
+    and the gates' element-wise operations, exactly as ``lstm_step``, ``gru_step`` and
+    ``rnn_step`` make them, written inline in one loop: no step function, no state tuples, no
+    checks, no recording. Its time is the floor for the readable layer's design: what the
+    operations themselves cost, dispatched one by one and recorded by autograd.
+
+    Input (L, N, H_in); returns ``(output (L, N, H), h_n)`` (the LSTM's c_n is left out).
+    """
+
+    def __init__(self, kind: str, source: nn.Module) -> None:
+        super().__init__()
+        self.kind = kind
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            self.register_parameter(
+                name, nn.Parameter(getattr(source, f"{name}_l0").detach().clone())
+            )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        w_hh_T = self.weight_hh.T
+        b = self.bias_ih if self.kind == "GRU" else self.bias_ih + self.bias_hh
+        xw = (x @ self.weight_ih.T + b).unbind(0)
+        h = x.new_zeros(x.size(1), self.weight_hh.size(1))
+        c = torch.zeros_like(h)
+        outputs = []
+        for xw_t in xw:
+            if self.kind == "LSTM":
+                i, f, g, o = torch.addmm(xw_t, h, w_hh_T).chunk(4, dim=-1)
+                i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+                c = f * c + i * g
+                h = o * torch.tanh(c)
+            elif self.kind == "GRU":
+                h_r, h_z, h_n = torch.addmm(self.bias_hh, h, w_hh_T).chunk(3, dim=-1)
+                x_r, x_z, x_n = xw_t.chunk(3, dim=-1)
+                r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+                n = torch.tanh(x_n + r * h_n)
+                h = torch.lerp(n, h, z)
+            else:
+                h = torch.tanh(torch.addmm(xw_t, h, w_hh_T))
+            outputs.append(h)
+        return torch.stack(outputs), h
+
+
 class _OutputOnly(nn.Module):
     """A layer that returns only its output (L, N, H): what CUDA-graph capture and the timing
     loops need."""
@@ -322,12 +315,18 @@ def _sync(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def build_layer(variant: str, kind: str, reference: nn.Module, sample: Tensor,
-                precision: str = FLOAT32, compile_backend: str = "inductor") -> nn.Module:
+def build_layer(
+    variant: str,
+    kind: str,
+    reference: nn.Module,
+    sample: Tensor,
+    precision: str = FLOAT32,
+    compile_backend: str = "inductor",
+) -> nn.Module:
     """A module computing ``reference``'s function as ``variant`` does; it returns the output only.
 
     Args:
-        variant: a key of :data:`VARIANTS`.
+        variant: a key of :data:`DEVICES`.
         kind: "RNN", "LSTM" or "GRU".
         reference: the ``torch.nn`` layer whose weights every variant copies (on the device).
         sample: an input like the ones to come (L, N, H_in); CUDA-graph capture replays its
@@ -339,11 +338,15 @@ def build_layer(variant: str, kind: str, reference: nn.Module, sample: Tensor,
         return _OutputOnly(reference)
     if variant == "naive":
         return _OutputOnly(NaiveLayer(kind, reference))
+    if variant == "bare":
+        return _OutputOnly(BareLayer(kind, reference))
     ours = getattr(models, kind)(reference.input_size, reference.hidden_size).to(sample.device)
     ours.load_state_dict(reference.state_dict())
     layer = _OutputOnly(ours)
     if variant == "companion":
         return layer
+    if variant == "companion+fused":
+        return _OutputOnly(fused.fuse(ours))
     # torch.compile refuses a mode together with a backend other than its default
     backend = {} if compile_backend == "inductor" else {"backend": compile_backend}
     if variant == "companion+compile":
@@ -356,7 +359,7 @@ def build_layer(variant: str, kind: str, reference: nn.Module, sample: Tensor,
         # Capture under the same autocast as the replays; autocast's weight cache must be off.
         with _autocast(sample.device, precision, cache_enabled=False):
             return torch.cuda.make_graphed_callables(layer, (sample,))
-    raise ValueError(f"build_layer: expected a variant in {tuple(VARIANTS)}, got {variant!r}")
+    raise ValueError(f"build_layer: expected a variant in {tuple(DEVICES)}, got {variant!r}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -364,8 +367,12 @@ def build_layer(variant: str, kind: str, reference: nn.Module, sample: Tensor,
 # ------------------------------------------------------------------------------------------------
 
 
-def time_interleaved(runners: Mapping[str, Callable[[], Any]], repeats: int, warmup: int,
-                     sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
+def time_interleaved(
+    runners: Mapping[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int,
+    sync: Callable[[], None] = lambda: None,
+) -> dict[str, list[float]]:
     """Seconds per call of every runner, interleaved: ``warmup`` untimed rounds, then
     ``repeats`` timed ones; round r starts with runner r mod K, so none always runs first."""
     names = list(runners)
@@ -382,8 +389,9 @@ def time_interleaved(runners: Mapping[str, Callable[[], Any]], repeats: int, war
     return times
 
 
-def _forward_backward(layer: nn.Module, x: Tensor, device: torch.device, precision: str,
-                      mark_step: bool) -> Callable[[], Tensor]:
+def _forward_backward(
+    layer: nn.Module, x: Tensor, device: torch.device, precision: str, mark_step: bool
+) -> Callable[[], Tensor]:
     """One forward+backward of ``layer`` on ``x``; returns the output, detached."""
     params = list(layer.parameters())
 
@@ -402,9 +410,17 @@ def _forward_backward(layer: nn.Module, x: Tensor, device: torch.device, precisi
 
 def _summary(times: Sequence[float]) -> dict[str, Any]:
     ms = sorted(t * 1e3 for t in times)
-    q1, _, q3 = statistics.quantiles(ms, n=4) if len(ms) > 1 else (ms[0], ms[0], ms[0])
-    return {"median_ms": _sig(statistics.median(ms)), "q1_ms": _sig(q1), "q3_ms": _sig(q3),
-            "times_ms": [_sig(t) for t in ms]}
+    q1, _, q3 = (
+        statistics.quantiles(ms, n=4, method="inclusive") if len(ms) > 1 else (ms[0], ms[0], ms[0])
+    )
+    return {
+        "min_ms": _sig(ms[0]),
+        "median_ms": _sig(statistics.median(ms)),
+        "max_ms": _sig(ms[-1]),
+        "q1_ms": _sig(q1),
+        "q3_ms": _sig(q3),
+        "times_ms": [_sig(t) for t in ms],
+    }
 
 
 def _sig(value: float, digits: int = 4) -> float:
@@ -414,15 +430,9 @@ def _sig(value: float, digits: int = 4) -> float:
     return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
 
 
-def _variants_for(device: torch.device, compile: bool, shape_compiles: bool) -> list[tuple[str, str]]:
-    """(variant, precision) pairs to time at one shape on ``device``."""
-    pairs = []
-    for variant, devices in VARIANTS.items():
-        if device.type not in devices:
-            continue
-        if variant in COMPILED and not (compile and shape_compiles):
-            continue
-        pairs.append((variant, FLOAT32))
+def _pairs(device: torch.device, variants: Sequence[str]) -> list[tuple[str, str]]:
+    """(variant, precision) pairs to time on ``device``: float32, and on CUDA bfloat16 too."""
+    pairs = [(v, FLOAT32) for v in variants if device.type in DEVICES[v]]
     if device.type == "cuda":
         pairs += [(v, BF16) for v, _ in list(pairs) if v in BF16_VARIANTS]
     return pairs
@@ -434,29 +444,42 @@ def _graph_count() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-def bench_forward_backward(kind: str, shape: Shape, device: torch.device,
-                           variants: Sequence[tuple[str, str]], repeats: int, warmup: int,
-                           group: str, compile_backend: str = "inductor",
-                           log: Callable[[str], None] = print) -> tuple[list[dict], dict[str, nn.Module]]:
+def bench_forward_backward(
+    kind: str,
+    shape: Shape,
+    device: torch.device,
+    variants: Sequence[tuple[str, str]],
+    repeats: int,
+    warmup: int,
+    group: str,
+    compile_backend: str = "inductor",
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict], dict[str, nn.Module]]:
     """Time forward+backward of every (variant, precision) at one shape, interleaved.
 
     Returns the rows (one per pair, ``ratio_to_torch`` filled in later by :func:`_add_ratios`)
-    and the compiled layers by variant name, for :func:`probe_recompilation`.
+    and the layers by variant name, for :func:`probe_recompilation`.
     """
     if any(variant in COMPILED for variant, _ in variants):
-        # Dynamo keeps at most recompile_limit (8) graphs per code object, and every compiled
-        # layer runs the same code: start each shape afresh so that no variant falls back to eager.
+        # Dynamo keeps at most recompile_limit graphs per code object, and every compiled
+        # layer runs the same code: start each shape afresh so that no variant falls back.
         torch._dynamo.reset()
     torch.manual_seed(0)
     reference = getattr(nn, kind)(shape.input_size, shape.hidden_size).to(device)
     x = torch.randn(shape.length, shape.batch, shape.input_size, device=device)
     sync = _sync(device)
-    runners, rows, compiled = {}, {}, {}
+    runners, rows, layers = {}, {}, {}
     expected = None
     for variant, precision in variants:
         key = f"{variant}|{precision}"
-        row = {"section": "forward_backward", "group": group, "kind": kind, "variant": variant,
-               "precision": precision, **asdict(shape)}
+        row = {
+            "section": "forward_backward",
+            "group": group,
+            "kind": kind,
+            "variant": variant,
+            "precision": precision,
+            **asdict(shape),
+        }
         rows[key] = row
         try:
             layer = build_layer(variant, kind, reference, x, precision, compile_backend)
@@ -467,9 +490,8 @@ def bench_forward_backward(kind: str, shape: Shape, device: torch.device,
             out = run()  # the first call: compiles, captures or warms caches
             sync()
             row["first_call_ms"] = _sig((time.perf_counter() - start) * 1e3)
-            if variant in COMPILED:
-                row["graphs_compiled"] = _graph_count() - graphs
-                compiled[variant] = layer
+            row["graphs_compiled"] = _graph_count() - graphs
+            layers[variant] = layer
             out = out.float()
             if expected is None:  # torch.nn float32 comes first
                 expected = out
@@ -487,32 +509,47 @@ def bench_forward_backward(kind: str, shape: Shape, device: torch.device,
         rows[key]["sequences_per_s"] = _sig(shape.batch / median_s)
         if rows[key]["variant"] in COMPILED:
             rows[key]["compile_s"] = _sig(rows[key]["first_call_ms"] / 1e3 - median_s, 3)
-    return list(rows.values()), compiled
+    return list(rows.values()), layers
 
 
-def probe_recompilation(kind: str, variant: str, layer: nn.Module, shape: Shape,
-                        device: torch.device, new_length: int) -> dict:
-    """Call a compiled layer at a sequence length it has not seen: does it compile again, and
-    how long does that first call take compared with the next one?"""
-    x = torch.randn(new_length, shape.batch, shape.input_size, device=device)
-    run = _forward_backward(layer, x, device, FLOAT32, variant == "companion+compile-ro")
+def probe_recompilation(
+    kind: str,
+    variant: str,
+    layer: nn.Module,
+    shape: Shape,
+    device: torch.device,
+    lengths: Sequence[int],
+) -> dict:
+    """Call a layer at several sequence lengths, twice each: how many graphs does each length
+    compile, and how long does its first call take against the second?"""
     sync = _sync(device)
-    graphs = _graph_count()
-    seconds = []
-    for _ in range(2):
-        sync()
-        start = time.perf_counter()
-        run()
-        sync()
-        seconds.append(time.perf_counter() - start)
-    new_graphs = _graph_count() - graphs
+    probe = {
+        "kind": kind,
+        "variant": variant,
+        **asdict(shape),
+        "lengths": list(lengths),
+        "graphs_compiled": [],
+        "first_call_s": [],
+        "second_call_ms": [],
+    }
+    for length in lengths:
+        x = torch.randn(length, shape.batch, shape.input_size, device=device)
+        run = _forward_backward(layer, x, device, FLOAT32, variant == "companion+compile-ro")
+        graphs = _graph_count()
+        seconds = []
+        for _ in range(2):
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            seconds.append(time.perf_counter() - start)
+        probe["graphs_compiled"].append(_graph_count() - graphs)
+        probe["first_call_s"].append(_sig(seconds[0], 3))
+        probe["second_call_ms"].append(_sig(seconds[1] * 1e3))
+    probe["recompilations"] = sum(1 for g in probe["graphs_compiled"][1:] if g > 0)
     limit = getattr(torch._dynamo.config, "recompile_limit", None)
-    if limit is None:
-        limit = getattr(torch._dynamo.config, "cache_size_limit", None)
-    return {"kind": kind, "variant": variant, **asdict(shape), "new_length": new_length,
-            "recompiled": new_graphs > 0, "graphs_compiled": new_graphs,
-            "first_call_s": _sig(seconds[0], 3), "second_call_ms": _sig(seconds[1] * 1e3),
-            "recompile_limit": limit}
+    probe["recompile_limit"] = limit
+    return probe
 
 
 class CharLM(nn.Module):
@@ -533,14 +570,22 @@ class CharLM(nn.Module):
         return self.head(self.layer(e)).transpose(0, 1)
 
 
-def bench_training(kind: str, device: torch.device, variants: Sequence[tuple[str, str]],
-                   train: Mapping[str, int], repeats: int, warmup: int,
-                   compile_backend: str = "inductor",
-                   log: Callable[[str], None] = print) -> list[dict]:
+def bench_training(
+    kind: str,
+    device: torch.device,
+    variants: Sequence[tuple[str, str]],
+    train: Mapping[str, int],
+    repeats: int,
+    warmup: int,
+    compile_backend: str = "inductor",
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Training steps per second of the char-LM for every (variant, precision): forward,
     cross-entropy, backward and an Adam step, on random token ids (speed does not depend on
     the text)."""
-    n, length, vocab, emb, hidden = (train[k] for k in ("batch", "length", "vocab", "embedding", "hidden"))
+    n, length, vocab, emb, hidden = (
+        train[k] for k in ("batch", "length", "vocab", "embedding", "hidden")
+    )
     torch.manual_seed(0)
     reference = getattr(nn, kind)(emb, hidden).to(device)
     ids = torch.randint(vocab, (n, length + 1), device=device)
@@ -550,13 +595,22 @@ def bench_training(kind: str, device: torch.device, variants: Sequence[tuple[str
     runners, rows = {}, {}
     for variant, precision in variants:
         key = f"{variant}|{precision}"
-        row = {"section": "training", "kind": kind, "variant": variant, "precision": precision,
-               "batch": n, "length": length, "vocab": vocab, "embedding": emb, "hidden_size": hidden}
+        row = {
+            "section": "training",
+            "kind": kind,
+            "variant": variant,
+            "precision": precision,
+            "batch": n,
+            "length": length,
+            "vocab": vocab,
+            "embedding": emb,
+            "hidden_size": hidden,
+        }
         rows[key] = row
         try:
             torch.manual_seed(1)  # the same embedding and read-out for every variant
-            model = CharLM(build_layer(variant, kind, reference, sample, precision, compile_backend),
-                           vocab, emb, hidden).to(device)
+            layer = build_layer(variant, kind, reference, sample, precision, compile_backend)
+            model = CharLM(layer, vocab, emb, hidden).to(device)
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
             mark = variant == "companion+compile-ro"
 
@@ -589,8 +643,11 @@ def bench_training(kind: str, device: torch.device, variants: Sequence[tuple[str
 
 def _add_ratios(rows: list[dict], keys: Sequence[str]) -> None:
     """``ratio_to_torch``: median time over ``torch.nn``'s at the same shape and precision."""
-    base = {tuple(r[k] for k in keys) + (r["precision"],): r["median_ms"]
-            for r in rows if r["variant"] == BASELINE and "median_ms" in r}
+    base = {
+        tuple(r[k] for k in keys) + (r["precision"],): r["median_ms"]
+        for r in rows
+        if r["variant"] == BASELINE and "median_ms" in r
+    }
     for r in rows:
         ref = base.get(tuple(r[k] for k in keys) + (r["precision"],))
         if "median_ms" in r and ref:
@@ -624,10 +681,13 @@ def _device_info(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
     }
     if device.type == "cuda":
-        info.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
-                    tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
-                    tf32_cudnn=torch.backends.cudnn.allow_tf32,
-                    memory_gib=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1))
+        info.update(
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+            tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
+            tf32_cudnn=torch.backends.cudnn.allow_tf32,
+            memory_gib=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1),
+        )
     return info
 
 
@@ -638,293 +698,104 @@ def _load_average() -> list[float] | None:
         return None
 
 
-def run_suite(device: torch.device, plan: Plan, compile: bool = False,
-              compile_backend: str = "inductor", log: Callable[[str], None] = print) -> dict:
-    """Measure everything in ``plan`` on ``device``; return the results (see the module doc)."""
+def _jobs(
+    plan: Plan, device: torch.device, compile: bool
+) -> list[tuple[str, Shape, str, list[tuple[str, str]]]]:
+    """(kind, shape, group, variants) for every forward+backward measurement of ``plan``."""
+    main = list(MAIN) + (
+        [v for v in COMPILED if v != "companion+compile"]
+        if device.type == "cuda" and compile
+        else []
+    )
+    if device.type == "cuda":
+        main.append("companion+cudagraphs")
+    jobs = []
+    for kind in plan.kinds:
+        for shape in plan.goal_shapes:
+            jobs.append((kind, shape, "goal", _pairs(device, main)))
+        for shape in plan.floor_shapes:
+            jobs.append((kind, shape, "floor", _pairs(device, MAIN)))
+        if compile:
+            variants = ("torch.nn", "companion", "companion+compile")
+            jobs.append((kind, plan.compile_shape, "compile", _pairs(device, variants)))
+    jobs += [("LSTM", s, "grid", _pairs(device, GRID)) for s in plan.grid_shapes]
+    return jobs
+
+
+def run_suite(
+    device: torch.device,
+    plan: Plan,
+    compile: bool = False,
+    compile_backend: str = "inductor",
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Measure everything in ``plan`` on ``device``; return the results (the layout is in
+    ``companion.benchmark``)."""
     started = time.perf_counter()
     results: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "device": _device_info(device),
         "load_average_before": _load_average(),
-        "settings": {"repeats": plan.repeats, "warmup": plan.warmup, "compile": compile,
-                     "compile_backend": compile_backend if compile else None,
-                     "inductor_caches": None, "train": dict(plan.train),
-                     "loss": "sum of the outputs; the input does not require a gradient"},
-        "forward_backward": [], "training": [], "recompilation": [], "notes": [],
+        "settings": {
+            "repeats": plan.repeats,
+            "warmup": plan.warmup,
+            "compile": compile,
+            "compile_backend": compile_backend if compile else None,
+            "inductor_caches": None,
+            "train": dict(plan.train),
+            "loss": "sum of the outputs; the input does not require a gradient",
+        },
+        "forward_backward": [],
+        "training": [],
+        "recompilation": [],
+        "notes": [],
     }
-    notes = results["notes"]
     if compile and compile_backend == "inductor":
         import torch._inductor.config as inductor_config
 
         results["settings"]["inductor_caches"] = not inductor_config.force_disable_caches
-    skipped = [v for v, d in VARIANTS.items() if device.type not in d]
-    if skipped:
-        notes.append(f"{', '.join(skipped)}: CUDA only, not run on {device.type}")
-    if device.type != "cuda":
-        notes.append(f"{BF16}: timed on CUDA only, not run on {device.type}")
-    if not compile:
-        notes.append("compiled variants not run (pass --compile)")
     fb = results["forward_backward"]
-    jobs = [(s, "goal") for s in plan.goal_shapes] + [(s, "grid") for s in plan.grid_shapes
-                                                      if s not in plan.goal_shapes]
-    for kind in plan.kinds:
-        probed = False
-        for shape, group in jobs:
-            compiles = kind in plan.compile_kinds and shape in plan.compile_shapes
-            variants = _variants_for(device, compile, compiles)
-            if group == "grid":
-                variants = [(v, p) for v, p in variants if v not in COMPILED]
-            log(f"{kind} {shape.label()} [{group}]: {len(variants)} variants")
-            rows, compiled = bench_forward_backward(kind, shape, device, variants, plan.repeats,
-                                                    plan.warmup, group, compile_backend, log)
-            fb.extend(rows)
-            if compiled and not probed:
-                for variant, layer in compiled.items():
-                    probe = probe_recompilation(kind, variant, layer, shape, device, shape.length + 10)
-                    results["recompilation"].append(probe)
-                    log(f"  {variant} at new length {probe['new_length']}: recompiled="
-                        f"{probe['recompiled']}, first call {probe['first_call_s']} s")
-                probed = True
-    _add_ratios(fb, ("kind", "batch", "length", "input_size", "hidden_size"))
-    train_variants = [(v, p) for v, p in _variants_for(device, False, False)]
+    for kind, shape, group, variants in _jobs(plan, device, compile):
+        log(f"{kind} {shape.label()} [{group}]: {len(variants)} variants")
+        rows, layers = bench_forward_backward(
+            kind, shape, device, variants, plan.repeats, plan.warmup, group, compile_backend, log
+        )
+        fb.extend(rows)
+        probed = {(p["kind"], p["variant"]) for p in results["recompilation"]}
+        for variant, layer in layers.items():
+            if (
+                (variant in COMPILED or variant == "companion+fused")
+                and (kind, variant) not in probed
+                and shape.length == plan.probe_lengths[0]
+            ):
+                probe = probe_recompilation(kind, variant, layer, shape, device, plan.probe_lengths)
+                results["recompilation"].append(probe)
+                log(
+                    f"  {variant} at L={probe['lengths']}: graphs compiled "
+                    f"{probe['graphs_compiled']}, first calls {probe['first_call_s']} s"
+                )
+    _add_ratios(fb, ("group", "kind", "batch", "length", "input_size", "hidden_size"))
     for kind in plan.train_kinds:
         log(f"training {kind} char-LM {plan.train}")
-        results["training"].extend(bench_training(kind, device, train_variants, plan.train,
-                                                  plan.repeats, plan.warmup, compile_backend, log))
+        results["training"].extend(
+            bench_training(
+                kind,
+                device,
+                _pairs(device, TRAIN),
+                plan.train,
+                plan.repeats,
+                plan.warmup,
+                compile_backend,
+                log,
+            )
+        )
     _add_ratios(results["training"], ("kind",))
-    if compile:
-        notes.append("the char-LM training is timed eagerly only (compiling it would add "
-                     "another compile per kind)")
     results["goals"] = goal_report(results)
     results["load_average_after"] = _load_average()
     results["duration_s"] = round(time.perf_counter() - started, 1)
+    results["conditions"] = check_conditions(results)
     return results
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading results back
-# ------------------------------------------------------------------------------------------------
-
-_REQUIRED = {"schema", "created", "device", "settings", "forward_backward", "training", "goals"}
-_ROW_KEYS = {"kind", "variant", "precision", "batch", "length", "input_size", "hidden_size"}
-
-
-def validate_results(results: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming what is missing if ``results`` is not a results file's content."""
-    missing = _REQUIRED - set(results)
-    if missing:
-        raise ValueError(f"benchmark results: expected keys {sorted(_REQUIRED)}, missing {sorted(missing)}")
-    if results["schema"] != SCHEMA_VERSION:
-        raise ValueError(f"benchmark results: expected schema {SCHEMA_VERSION}, got {results['schema']}")
-    for key in ("type", "name", "torch"):
-        if key not in results["device"]:
-            raise ValueError(f"benchmark results: expected device.{key}")
-    for i, row in enumerate(results["forward_backward"]):
-        lacking = _ROW_KEYS - set(row)
-        if lacking:
-            raise ValueError(f"benchmark results: forward_backward row {i} lacks {sorted(lacking)}")
-        if "median_ms" not in row and "skipped" not in row:
-            raise ValueError(f"benchmark results: forward_backward row {i} has neither median_ms nor skipped")
-
-
-def load_results(path: str | os.PathLike) -> dict:
-    """Read and check a results file written by this script."""
-    with open(path, encoding="utf-8") as f:
-        results = json.load(f)
-    validate_results(results)
-    return results
-
-
-def goal_report(results: Mapping[str, Any]) -> list[dict]:
-    """The goals of :data:`GOALS` for the results' device, each with the measured ratio (None if
-    that variant was not run) and whether it is met."""
-    device = results["device"]["type"]
-    report = []
-    for goal in GOALS:
-        if goal.device != device:
-            continue
-        ratio = None
-        for row in results["forward_backward"]:
-            if (row["kind"], row["variant"], row["precision"]) == (goal.kind, goal.variant, FLOAT32) \
-                    and Shape.of(row) == goal.shape and "ratio_to_torch" in row:
-                ratio = row["ratio_to_torch"]
-        report.append({"device": device, "kind": goal.kind, "variant": goal.variant,
-                       **asdict(goal.shape), "max_ratio": goal.max_ratio, "ratio": ratio,
-                       "met": None if ratio is None else ratio <= goal.max_ratio})
-    return report
-
-
-def batch_curve(results: Mapping[str, Any], kind: str, variant: str = BASELINE,
-                hidden_size: int = 256, length: int = 50, input_size: int = 64,
-                precision: str = FLOAT32) -> dict[int, float]:
-    """Batch size -> median forward+backward ms, for one kind, variant and (L, H_in, H)."""
-    curve = {}
-    for row in results["forward_backward"]:
-        if (row["kind"], row["variant"], row["precision"]) == (kind, variant, precision) \
-                and (row["length"], row["input_size"], row["hidden_size"]) == (length, input_size, hidden_size) \
-                and "median_ms" in row:
-            curve[row["batch"]] = row["median_ms"]
-    return dict(sorted(curve.items()))
-
-
-def crossover_batch(cpu: Mapping[str, Any], gpu: Mapping[str, Any], kind: str = "LSTM",
-                    variant: str = BASELINE, gpu_variant: str | None = None,
-                    hidden_size: int = 256, length: int = 50, input_size: int = 64) -> int | None:
-    """The smallest batch size from which on the GPU is faster than the CPU.
-
-    Compares forward+backward medians (float32) at the batch sizes both results have, for the
-    same kind and (L, H_in, H); ``gpu_variant`` defaults to ``variant``. Returns the smallest
-    batch N such that the GPU wins at N and at every larger common batch, or None if it does
-    not win at the largest one.
-
-    Raises:
-        ValueError: if the two results share no batch size for these settings.
-    """
-    cpu_curve = batch_curve(cpu, kind, variant, hidden_size, length, input_size)
-    gpu_curve = batch_curve(gpu, kind, gpu_variant or variant, hidden_size, length, input_size)
-    common = sorted(set(cpu_curve) & set(gpu_curve))
-    if not common:
-        raise ValueError(
-            f"crossover_batch: expected batch sizes measured on both devices for {kind} "
-            f"{variant} L={length} H_in={input_size} H={hidden_size}, got CPU {sorted(cpu_curve)} "
-            f"and GPU {sorted(gpu_curve)}"
-        )
-    crossover = None
-    for batch in reversed(common):
-        if gpu_curve[batch] < cpu_curve[batch]:
-            crossover = batch
-        else:
-            break
-    return crossover
-
-
-def format_table(results: Mapping[str, Any], section: str = "forward_backward",
-                 group: str | None = None) -> str:
-    """The rows of one section as a text table; ratios are to ``torch.nn``."""
-    goals = {(g["kind"], g["variant"], g["batch"], g["length"], g["input_size"], g["hidden_size"]):
-             g["max_ratio"] for g in results.get("goals", [])}
-    lines = [f"{'kind':5} {'N':>4} {'L':>4} {'H_in':>4} {'H':>4}  {'variant':22} {'precision':13} "
-             f"{'median ms':>10} {'ratio':>6} {'goal':>5}"
-             + ("  tokens/s" if section == "training" else "")]
-    for r in results[section]:
-        if group is not None and r.get("group") != group:
-            continue
-        shape = (r["batch"], r["length"], r.get("input_size", r.get("embedding")), r["hidden_size"])
-        goal = goals.get((r["kind"], r["variant"], *shape)) if section == "forward_backward" else None
-        if "median_ms" not in r:
-            timing = f"{'skipped':>10} {'':>6}"
-        else:
-            ratio = r.get("ratio_to_torch")
-            timing = f"{r['median_ms']:10.3g} {ratio if ratio is not None else float('nan'):6.2f}"
-        line = (f"{r['kind']:5} {shape[0]:4d} {shape[1]:4d} {shape[2]:4d} {shape[3]:4d}  "
-                f"{r['variant']:22} {r['precision']:13} {timing} {goal if goal else '':>5}")
-        if section == "training" and "tokens_per_s" in r:
-            line += f"  {r['tokens_per_s']:8.3g}"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-_SHORT = {"companion": "eager", "companion+compile": "compiled", "companion+cudagraphs": "CUDA graphs",
-          "companion+compile-ro": "reduce-overhead", "naive": "naive", "torch.nn": "torch.nn"}
-_MARKERS = {"torch.nn": "o", "companion": "s", "naive": "v", "companion+compile": "D",
-            "companion+cudagraphs": "^", "companion+compile-ro": "P"}
-
-
-def plot_ratios(results: Mapping[str, Any], kinds: Sequence[str] = ("LSTM", "GRU"),
-                precision: str = FLOAT32, axes=None):
-    """Forward+backward time over ``torch.nn``'s, per variant, at the goal shapes; one panel per
-    kind, log scale, the goals of the variants present drawn as dashed segments. Returns the
-    figure."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
-
-    from companion.plots import COLORS
-
-    rows = [r for r in results["forward_backward"]
-            if r.get("group") == "goal" and r["precision"] == precision and "ratio_to_torch" in r]
-    shapes = sorted({Shape.of(r) for r in rows}, key=lambda s: (s.length, s.hidden_size, s.batch))
-    variants = [v for v in VARIANTS if any(r["variant"] == v for r in rows)]
-    if axes is None:
-        fig, axes = plt.subplots(1, len(kinds), figsize=(10, 3.8), sharey=True, squeeze=False)
-        axes = axes[0]
-    fig = axes[0].figure
-    goals = [g for g in (results.get("goals") or goal_report(results)) if g["variant"] in variants]
-    ratios = [r["ratio_to_torch"] for r in rows] + [g["max_ratio"] for g in goals]
-    ticks = [t for t in (0.1, 0.2, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 50, 100)
-             if min(ratios) / 1.5 <= t <= max(ratios) * 1.5]
-    for ax, kind in zip(axes, kinds):
-        color = COLORS.get(kind.lower(), "black")
-        for j, variant in enumerate(variants):
-            xs, ys = [], []
-            for k, shape in enumerate(shapes):
-                for r in rows:
-                    if r["kind"] == kind and r["variant"] == variant and Shape.of(r) == shape:
-                        xs.append(k + (j - (len(variants) - 1) / 2) * 0.14)
-                        ys.append(r["ratio_to_torch"])
-            face = COLORS["baseline"] if variant == BASELINE else color
-            ax.plot(xs, ys, _MARKERS.get(variant, "x"), color=face, ms=7, label=variant,
-                    mfc="white" if variant == "naive" else face)
-        # one dashed segment per shape and bound, naming the variants it applies to
-        bounds: dict[tuple[Shape, float], list[str]] = {}
-        for g in goals:
-            if g["kind"] == kind and Shape.of(g) in shapes:
-                bounds.setdefault((Shape.of(g), g["max_ratio"]), []).append(_SHORT[g["variant"]])
-        for (shape, bound), names in bounds.items():
-            k = shapes.index(shape)
-            ax.hlines(bound, k - 0.42, k + 0.42, colors=color, linestyles="--", lw=1)
-            label = f"{bound}x:" + ("\n" if len(names) > 1 else " ") + ", ".join(names)
-            ax.annotate(label, (k - 0.42, bound), fontsize=7, ha="left", va="bottom", color=color)
-        ax.axhline(1, color=COLORS["baseline"], lw=0.8)
-        ax.set_xticks(range(len(shapes)))
-        ax.set_xticklabels([f"{s.batch}, {s.length},\n{s.input_size}, {s.hidden_size}" for s in shapes],
-                           fontsize=8)
-        ax.set_yscale("log")
-        ax.yaxis.set_major_locator(FixedLocator(ticks))
-        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}x"))
-        ax.yaxis.set_minor_locator(NullLocator())
-        ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlim(-0.6, len(shapes) - 0.4)
-        ax.set_title(f"{kind} (dashed: goals)", color=color, fontsize=10)
-        ax.set_xlabel("N, L, H_in, H")
-    axes[0].set_ylabel("forward+backward time\nrelative to torch.nn")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(0.98, 1.0), ncol=len(labels),
-               fontsize=8, frameon=False)
-    device = results["device"]
-    fig.suptitle(f"{device['name']} ({device['type']}), torch {device['torch'].split('+')[0]}, "
-                 f"{precision}", fontsize=9, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    return fig
-
-
-def plot_batch_curves(curves: Mapping[str, tuple[Mapping[int, float], str, str]], ax=None,
-                      title: str = "Forward+backward time per sequence"):
-    """Milliseconds per sequence against batch size, log-log.
-
-    Args:
-        curves: label -> (batch -> median ms of the whole batch, colour, line style), e.g. from
-            :func:`batch_curve`.
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
-    for label, (curve, color, style) in curves.items():
-        batches = list(curve)
-        ax.plot(batches, [curve[b] / b for b in batches], style, color=color, marker="o", ms=4,
-                label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    batches = sorted({b for curve, _, _ in curves.values() for b in curve})
-    ax.set_xticks(batches)
-    ax.set_xticklabels([str(b) for b in batches])
-    ax.minorticks_off()
-    ax.set_xlabel("batch size N (sequences)")
-    ax.set_ylabel("time per sequence (ms)")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return ax
 
 
 # ------------------------------------------------------------------------------------------------
@@ -934,43 +805,138 @@ def plot_batch_curves(curves: Mapping[str, tuple[Mapping[int, float], str, str]]
 
 def _write_csv(results: Mapping[str, Any], path: str | os.PathLike) -> None:
     rows = [r for section in ("forward_backward", "training") for r in results[section]]
-    columns = ["section", "group", "kind", "variant", "precision", "batch", "length", "input_size",
-               "embedding", "vocab", "hidden_size", "median_ms", "q1_ms", "q3_ms", "ratio_to_torch",
-               "sequences_per_s", "tokens_per_s", "first_call_ms", "compile_s", "max_abs_diff", "skipped"]
+    columns = [
+        "section",
+        "group",
+        "kind",
+        "variant",
+        "precision",
+        "batch",
+        "length",
+        "input_size",
+        "embedding",
+        "vocab",
+        "hidden_size",
+        "min_ms",
+        "median_ms",
+        "max_ms",
+        "q1_ms",
+        "q3_ms",
+        "ratio_to_torch",
+        "sequences_per_s",
+        "tokens_per_s",
+        "first_call_ms",
+        "compile_s",
+        "max_abs_diff",
+        "skipped",
+    ]
     device = results["device"]
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["device", "device_name", "torch"] + columns,
-                                extrasaction="ignore")
+        writer = csv.DictWriter(
+            f,
+            fieldnames=["device", "device_name", "torch", "threads"] + columns,
+            extrasaction="ignore",
+        )
         writer.writeheader()
         for r in rows:
-            writer.writerow({"device": device["type"], "device_name": device["name"],
-                             "torch": device["torch"], **r})
+            writer.writerow(
+                {
+                    "device": device["type"],
+                    "device_name": device["name"],
+                    "torch": device["torch"],
+                    "threads": device["threads"],
+                    **r,
+                }
+            )
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def _out_path(
+    out: str | None, device: torch.device, threads: int | None, several: bool, preset: str
+) -> Path | None:
+    """Where one run's JSON goes: ``--out`` (with ``_t<threads>`` before the suffix when there
+    are several thread counts), else book/data/11_bench_<device>[_t<threads>].json for the
+    full preset, else nowhere."""
+    suffix = f"_t{threads}" if threads is not None and (several or out is None) else ""
+    if out is not None:
+        path = Path(out)
+        return path.with_name(path.stem + (suffix if several else "") + path.suffix)
+    if preset != "full":
+        return None
+    root = Path(__file__).resolve().parents[1]
+    tag = suffix if device.type == "cpu" else ""
+    return root / "book" / "data" / f"11_bench_{device.type}{tag}.json"
+
+
+def _report(results: Mapping[str, Any]) -> None:
+    print("\nforward+backward (ratio = median time / torch.nn's)")
+    print(format_table(results))
+    print("\ntraining the char-LM (one Adam step per call)")
+    print(format_table(results, "training"))
+    for p in results["recompilation"]:
+        print(
+            f"\n{p['variant']} {p['kind']} at L={p['lengths']}: graphs compiled "
+            f"{p['graphs_compiled']}, recompilations {p['recompilations']}, first calls "
+            f"{p['first_call_s']} s"
+        )
+    print("\ngoals:")
+    for g in results["goals"]:
+        verdict = "not run" if g["met"] is None else "met" if g["met"] else "MISSED"
+        print(
+            f"  {g['kind']} {g['variant']} / {g['baseline']} at N={g['batch']} "
+            f"L={g['length']} H={g['hidden_size']}: {g['ratio']} <= {g['max_ratio']}? "
+            f"{verdict}"
+        )
+    print(
+        f"\nload average before {results['load_average_before']}, after "
+        f"{results['load_average_after']}; {results['duration_s']} s"
+    )
+    for problem in results["conditions"]:
+        print(f"WARNING: {problem}: these results would be rejected", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(
-        description="Time RNN/LSTM/GRU variants (torch.nn, companion, naive, compiled, CUDA "
-                    "graphs) on this device; print a table and write JSON.")
+        description="Time RNN/LSTM/GRU variants (torch.nn, companion, bare, fused, naive, "
+        "compiled, CUDA graphs) on this device; print a table and write JSON."
+    )
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="a few shapes and repeats; prints only unless --out")
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="the same shapes with 3 repeats; prints only unless --out",
+    )
     size.add_argument("--tiny", action="store_true", help="tiny shapes, seconds (the tests)")
-    parser.add_argument("--compile", action="store_true",
-                        help="also time companion under torch.compile (slow to compile on a CPU)")
-    parser.add_argument("--compile-cache", action="store_true",
-                        help="let inductor reuse its on-disk cache (compile times then are not cold)")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the whole companion layer under torch.compile",
+    )
+    parser.add_argument(
+        "--compile-cache",
+        action="store_true",
+        help="let inductor reuse its on-disk cache (compile times not cold)",
+    )
     parser.add_argument("--compile-backend", default="inductor", help=argparse.SUPPRESS)
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per variant (median taken)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per variant")
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[None],
+        help="torch intra-op threads; several counts make one run each",
+    )
     parser.add_argument("--tf32", action="store_true", help="allow TF32 in CUDA matmuls and cuDNN")
-    parser.add_argument("--out", default=None, help="JSON file to write (default book/data/11_bench_<device>.json)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON file to write (default book/data/11_bench_<device>_t<N>.json)",
+    )
     parser.add_argument("--csv", default=None, help="also write the rows as CSV")
     args = parser.parse_args(argv)
 
     device = pick_device(args.device)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     if device.type == "cuda" and args.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -980,37 +946,33 @@ def main(argv: Sequence[str] | None = None) -> dict:
         inductor_config.force_disable_caches = True
     preset = "tiny" if args.tiny else "quick" if args.quick else "full"
     plan = make_plan(device, preset, args.repeats, args.warmup)
-    print(f"torch {torch.__version__} on {device} ({_device_info(device)['name']}), "
-          f"{torch.get_num_threads()} threads, load average {_load_average()}")
-    print(f"preset {preset}: median of {plan.repeats} after {plan.warmup} warm-up runs, "
-          f"variants interleaved")
-    results = run_suite(device, plan, args.compile, args.compile_backend)
-    results["settings"].update(preset=preset, argv=list(argv if argv is not None else sys.argv[1:]))
-    print("\nforward+backward (ratio = time / torch.nn's; goal = the issue's bound)")
-    print(format_table(results))
-    print("\ntraining the char-LM (one Adam step per call)")
-    print(format_table(results, "training"))
-    for probe in results["recompilation"]:
-        print(f"\n{probe['variant']} {probe['kind']}: a new length {probe['new_length']} "
-              f"recompiled={probe['recompiled']} ({probe['first_call_s']} s for its first call)")
-    print("\ngoals:")
-    for g in results["goals"]:
-        verdict = "not run" if g["met"] is None else "met" if g["met"] else "MISSED"
-        print(f"  {g['kind']} {g['variant']} at N={g['batch']} L={g['length']} H={g['hidden_size']}: "
-              f"{g['ratio']} <= {g['max_ratio']}? {verdict}")
-    print(f"\nload average before {results['load_average_before']}, after "
-          f"{results['load_average_after']}; {results['duration_s']} s")
-    out = args.out
-    if out is None and preset == "full":
-        out = Path(__file__).resolve().parents[1] / "book" / "data" / f"11_bench_{device.type}.json"
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {out}")
-    if args.csv:
-        _write_csv(results, args.csv)
-        print(f"wrote {args.csv}")
-    return results
+    runs = []
+    for threads in args.threads:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        print(
+            f"torch {torch.__version__} on {device} ({_device_info(device)['name']}), "
+            f"{torch.get_num_threads()} threads, load average {_load_average()}"
+        )
+        print(
+            f"preset {preset}: {plan.repeats} timed runs after {plan.warmup} warm-up runs, "
+            f"variants interleaved"
+        )
+        results = run_suite(device, plan, args.compile, args.compile_backend)
+        results["settings"].update(
+            preset=preset, argv=list(argv if argv is not None else sys.argv[1:])
+        )
+        _report(results)
+        out = _out_path(args.out, device, threads, len(args.threads) > 1, preset)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+            print(f"wrote {out}")
+        if args.csv:
+            _write_csv(results, args.csv)
+            print(f"wrote {args.csv}")
+        runs.append(results)
+    return runs
 
 
 if __name__ == "__main__":
