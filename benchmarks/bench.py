@@ -28,7 +28,7 @@ sequence ran faster than a shorter one beyond the spread. The results file's lay
 
 Usage, from the repository root::
 
-    # the stored CPU results of the book, on a quiet machine: 1 and 2 threads, ~8 minutes
+    # the stored CPU results of the book, on a quiet machine: 1 and 2 threads, ~5 minutes
     python benchmarks/bench.py --device cpu --threads 1 2
     # writes book/data/11_bench_cpu_t1.json and book/data/11_bench_cpu_t2.json
     python benchmarks/bench.py --device cuda --out book/data/11_bench_cuda.json
@@ -145,7 +145,7 @@ def make_plan(
     grid = _grid((1, 8, 64, 256), (64,))
     compile_shape = Shape(32, 50, 32, 32)
     if preset in ("full", "quick"):
-        default_repeats, default_warmup = (15, 3) if preset == "full" else (3, 1)
+        default_repeats, default_warmup = (11, 2) if preset == "full" else (3, 1)
         return Plan(
             ("LSTM", "GRU"),
             shapes,
