@@ -32,6 +32,10 @@ gates' pre-activations (N, 4H), in the order i, f, g, o::
     i, f, o = σ(a_i), σ(a_f), σ(a_o);  g = tanh(a_g)
     c_t = f ⊙ c_{t-1} + i ⊙ g;  h_t = o ⊙ tanh(c_t)
 
+computed with one σ over all four gates per step: the candidate's rows of the weights and bias
+are doubled once per call, so that the σ of its column is s = σ(2 a_g), and tanh(a_g) = 2s − 1
+enters (3.5) as ``f ⊙ c_{t-1} + 2 i ⊙ s − i`` (on a CPU, σ costs several times less than tanh).
+
 and its backward pass, chapter 10's (7)-(13), with σ' = σ(1 − σ), tanh' = 1 − tanh²::
 
     dc   += dh ⊙ o ⊙ tanh'(c_t)                   (7)
