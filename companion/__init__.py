@@ -6,6 +6,9 @@ One module per idea:
 - :mod:`companion.models`: RNN, LSTM and GRU cells and layers written from their equations, drop-in
   twins of ``torch.nn``'s.
 - :mod:`companion.numpy_lstm`: an LSTM in NumPy with backpropagation through time written by hand.
+- :mod:`companion.fused`: an opt-in fast path, a whole layer as one autograd Function with its
+  backward pass written by hand.
+- :mod:`companion.benchmark`: reading the speed benchmark's results (chapter 11).
 - :mod:`companion.data`: the data sets of the book, all available offline.
 - :mod:`companion.train`: a training loop with progress bars, history, TBPTT and checkpoints.
 - :mod:`companion.diagnostics`: gradient flow, spectral radius, gate statistics.
