@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import bench  # benchmarks/bench.py, on pytest's pythonpath (pyproject.toml)
 import matplotlib
 import pytest
 import torch
@@ -21,8 +22,6 @@ from companion import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 STORED_CPU = [ROOT / "book" / "data" / f"11_bench_cpu_t{n}.json" for n in (1, 2)]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the script is not part of the package
-import bench  # noqa: E402
 
 matplotlib.use("Agg")
 
