@@ -1,4 +1,5 @@
 """Tests for the tiny Shakespeare loader (companion.data.load_tiny_shakespeare)."""
+
 import hashlib
 
 import pytest
