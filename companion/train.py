@@ -527,7 +527,7 @@ def _nonfinite_grads(run: _Run, norm: float, where: str) -> FloatingPointError:
         if p.grad is not None and not torch.isfinite(p.grad).all()
     ]
     return FloatingPointError(
-        f"fit: the gradient norm became {norm} at {where} (0-based), with non-finite gradients in "
+        f"fit: the gradient norm became {norm} at {where}, with non-finite gradients in "
         f"{', '.join(bad) or 'no single parameter (the sum overflowed)'}; the weights are as they "
         f"were before this step. Look for an operation without a finite derivative at some input "
         f"(sqrt or log at 0), or try a lower learning rate or clip_grad_norm=1.0"
@@ -540,9 +540,7 @@ def _nonfinite_loss(value: float, where: str, clip: float | None) -> FloatingPoi
         if clip is not None
         else "try a lower learning rate or clip_grad_norm=1.0"
     )
-    return FloatingPointError(
-        f"fit: the training loss became {value} at {where} (0-based); {advice}"
-    )
+    return FloatingPointError(f"fit: the training loss became {value} at {where}; {advice}")
 
 
 def _forward_loss(
@@ -615,7 +613,7 @@ def _short_batch_hint(
             raise
         raise ValueError(
             f"{where}: stateful=True carries the state from batch to batch, and batch {index} "
-            f"(0-based) has {n} samples after batches of {previous} (a short last batch?). Use "
+            f"has {n} samples after batches of {previous} (a short last batch?). Use "
             f"DataLoader(..., drop_last=True) or a batch size that divides the number of "
             f"sequences. The model said: {err}"
         ) from err
@@ -631,7 +629,8 @@ def _train_epoch(
     loss_sum, count = 0.0, 0
     metric_sums = dict.fromkeys(run.metrics, 0.0) if with_metrics else {}
     norms: list[Tensor] = []
-    for index, batch in enumerate(train_data):
+    # Epochs and batches are counted from 1 in every message, as in History and the progress bar.
+    for index, batch in enumerate(train_data, start=1):
         progress.batch = index
         inputs, y = _split_batch(batch, "fit")
         inputs, y = to_device(inputs, run.device), to_device(y, run.device)

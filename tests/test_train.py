@@ -403,7 +403,7 @@ def test_keyboard_interrupt_returns_the_history_so_far(capsys):
     hist = fit(model, batches(x, y, 4), loss_fn=loss_fn, optimizer=opt, epochs=5, progress=False)
     assert hist.interrupted and len(hist) == 1
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "interrupted in epoch 2 (batch 1)" in out
+    assert out.count("\n") == 1 and "interrupted in epoch 2 (batch 2)" in out
     assert model.training
 
 
@@ -411,7 +411,7 @@ def test_nan_loss_raises_naming_epoch_and_batch_and_leaves_parameters_finite():
     x, y = sum_task(12)
     y[9] = float("nan")  # in batch index 2
     model, opt = make()
-    message = r"epoch 1, batch 2.*learning rate.*clip_grad_norm"
+    message = r"epoch 1, batch 3.*learning rate.*clip_grad_norm"
     with pytest.raises(FloatingPointError, match=message):
         fit(model, batches(x, y, 4), loss_fn=nn.MSELoss(), optimizer=opt, epochs=2, progress=False)
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -708,7 +708,7 @@ def test_nan_gradient_with_finite_loss_raises_and_leaves_the_weights(clip):
             before_last.update({k: v.clone() for k, v in model.state_dict().items()})
 
     model.register_forward_pre_hook(remember)
-    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 2 .*head\.bias") as caught:
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 3, .*head\.bias") as caught:
         fit(
             model,
             data,
@@ -735,7 +735,7 @@ def test_lbfgs_puts_the_weights_back_when_a_later_closure_is_not_finite():
     model = Fragile()
     opt = torch.optim.LBFGS(model.parameters(), lr=1.0, max_iter=5)
     x = torch.ones(4, 1)
-    with pytest.raises(FloatingPointError, match=r"training loss became nan at epoch 1, batch 0"):
+    with pytest.raises(FloatingPointError, match=r"training loss became nan at epoch 1, batch 1;"):
         fit(model, (x, 3 * x), loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, progress=False)
     assert model.w.item() == 1.0
 
@@ -829,9 +829,7 @@ def test_stateful_run_with_a_short_last_batch_gets_a_hint():
 
     model = Stateful()
     opt = torch.optim.Adam(model.parameters())
-    with pytest.raises(
-        ValueError, match=r"batch 2 \(0-based\) has 2 samples after batches of 4.*drop_last"
-    ):
+    with pytest.raises(ValueError, match=r"batch 3 has 2 samples after batches of 4.*drop_last"):
         fit(
             model,
             batches(x, y, 4),
