@@ -47,7 +47,7 @@ from companion import seed_everything
 from companion.data import CharVocab, load_tiny_shakespeare
 
 CONTEXT, BATCH, LR, CLIP = 64, 32, 3e-3, 1.0
-CPU_SECONDS, EVAL_EVERY, VAL_WINDOWS = 30.0, 100, 256
+CPU_SECONDS, EVAL_EVERY, VAL_WINDOWS = 15.0, 100, 256
 EMBED = 32
 RECURRENT = {"GRU": 76, "LSTM": 64, "minGRU": 146, "minLSTM": 118}  # hidden sizes
 TRANSFORMER = {"d_model": 48, "n_layers": 2, "n_heads": 4}
@@ -105,7 +105,8 @@ class Block(nn.Module):
             if cache:
                 k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
             cache[:] = [k, v]
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=cache is None)
+        # causal when the queries are all the positions; one new query may see every key
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=L == k.size(2) and L > 1)
         x = x + self.proj(a.transpose(1, 2).reshape(N, L, d))
         return x + self.mlp(self.ln2(x))
 
@@ -190,14 +191,20 @@ def generation_step_cost(kind: str, context: int, vocab_size: int = 65, steps: i
                          seed: int = 0) -> tuple[float, int]:
     """(CPU seconds per generated character, bytes kept between characters) after a context of
     ``context`` characters has been read. Weights are untrained: the cost does not depend on
-    them. The transformer gets position embeddings for the whole context."""
+    them. The transformer gets position embeddings for the whole context, and its key-value
+    cache is filled with random numbers of the size that reading the context leaves (what one
+    step costs depends on the cache's size, not its values)."""
     torch.manual_seed(seed)
     with torch.no_grad():
         ids = torch.randint(0, vocab_size, (1, context))
         if kind == "transformer":
             model = TinyTransformer(vocab_size, **TRANSFORMER, context=context + steps).eval()
-            memory: list = [[] for _ in model.blocks]
-            scores, _ = model(ids, memory)
+            d, heads = TRANSFORMER["d_model"], TRANSFORMER["n_heads"]
+            memory: list = [[torch.randn(1, heads, context, d // heads) for _ in "kv"]
+                            for _ in model.blocks]
+            scores, _ = model(ids[:, -1:], memory, start=context - 1)
+            for cache in memory:  # that step appended one entry: back to `context` entries
+                cache[:] = [t[:, :, 1:] for t in cache]
         else:
             model = RecurrentLM(kind, vocab_size).eval()
             scores, memory = model(ids)
@@ -224,7 +231,7 @@ def measure_generation(rounds: int = 3) -> dict:
         times = {k: [] for k in GENERATION_MODELS}
         for _ in range(rounds):
             for kind in GENERATION_MODELS:
-                seconds, nbytes = generation_step_cost(kind, context)
+                seconds, _ = generation_step_cost(kind, context)
                 times[kind].append(seconds)
         for kind in GENERATION_MODELS:
             rows.append({"context": context, "model": kind,
@@ -238,6 +245,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generation", action="store_true", help="only the generation costs")
     parser.add_argument("--params", action="store_true", help="print parameter counts, exit")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                        help="a subset of the seeds (to run parts in parallel and join)")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.params:
@@ -254,7 +264,7 @@ def main() -> None:
         return
     data = corpus()
     rows = []
-    for seed in SEEDS:
+    for seed in args.seeds:
         for kind in MODELS:
             curve = train_lm(kind, seed, data=data)
             params = cm.count_parameters(build(kind, len(data[0])))
@@ -262,7 +272,7 @@ def main() -> None:
             last = curve[-1]
             print(f"{kind:11s} seed {seed}: {last['step']} steps, {last['val_nats']:.3f} nats "
                   f"({math.exp(last['val_nats']):.2f} perplexity)", flush=True)
-            with open(OUT, "w", newline="") as f:
+            with open(args.out, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
                 writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v)
