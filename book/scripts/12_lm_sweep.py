@@ -11,7 +11,7 @@ validation split (the last 10%), in nats per character. The models:
   as the scan and faster at this length on one CPU thread);
 - ``transformer``: :class:`TinyTransformer`, two pre-norm blocks of causal self-attention.
 
-All have 64,000 to 67,000 parameters (within 6%), all are trained with Adam at the same learning
+All have 63,600 to 67,300 parameters (within 6%), all are trained with Adam at the same learning
 rate (LR, not tuned per model), clipping at 1, batches of BATCH windows, for the same budget of
 CPU_SECONDS of one thread (``time.process_time``, so other processes on a shared machine do not
 shorten a run). The validation loss is recorded every EVAL_EVERY steps, so the table gives both
