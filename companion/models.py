@@ -1552,7 +1552,7 @@ def _slstm_states(
         if not isinstance(s, Tensor):
             raise TypeError(f"{owner}: expected {name} to be a Tensor, got {type(s).__name__}")
         if tuple(s.shape) != expected:
-            raise ValueError(f"{owner}: expected {name} of shape {expected}, got {tuple(s.shape)}")
+            raise ShapeError(f"{owner}: expected {name} of shape {expected}, got {tuple(s.shape)}")
         _check_like(owner, name, s, x, "the input's")
     return tuple(state) if is_batched else tuple(s.unsqueeze(-2) for s in state)
 
