@@ -18,7 +18,7 @@ initialisations) from this file, so that the chapter and the sweep cannot drift 
 re-runs points of the table live and checks them against their stored rows. The multiplication
 sweep `06_multiplication_sweep.py` imports the models from here as well.
 
-Run from the repository root (about 10 CPU-minutes on a shared machine; --jobs runs in parallel):
+Run from the repository root (about 6 CPU-minutes; --jobs runs in parallel):
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/06_memory_sweep.py --jobs 2
     .venv/bin/python book/scripts/06_memory_sweep.py --quick    # length 10, seed 0, writes nothing

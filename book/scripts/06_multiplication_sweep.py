@@ -16,7 +16,7 @@ products (which lie in [0, 1), like H&S's targets) predicted within 0.04. The va
 training MSE of every epoch go to a JSON file, for the loss curves of the chapter and for its live
 check, which re-runs the first epochs of one run by importing `train_multiplication`.
 
-Run from the repository root (about 8 CPU-minutes on a shared machine; --jobs runs in parallel):
+Run from the repository root (about 5 CPU-minutes; --jobs runs in parallel):
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python book/scripts/06_multiplication_sweep.py --jobs 2
     .venv/bin/python book/scripts/06_multiplication_sweep.py --quick   # 2 epochs, writes nothing

@@ -12,7 +12,7 @@ The notebook `book/08_sentiment.ipynb` imports the classifier, the data helpers 
 `train_classifier` from this file, loads the result, plots it, and re-runs one point live,
 asserting that it matches the stored value.
 
-Run from the repository root (about 10 CPU-minutes on a shared machine; it writes one small CSV):
+Run from the repository root (about 4 CPU-minutes; it writes one small CSV):
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/08_distance_sweep.py --jobs 2
 
