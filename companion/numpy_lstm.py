@@ -518,18 +518,24 @@ def _bptt_full(
     dh_T: np.ndarray,
     dc_T: np.ndarray,
 ) -> tuple[Params, np.ndarray, np.ndarray, np.ndarray]:
-    """One sweep from ``t = L-1`` down to 0, carrying ``(dh, dc)`` back by (12), (13) and (15)."""
+    """One sweep from ``t = L-1`` down to 0, carrying ``(dh, dc)`` back.
+
+    Equations (12), (13) and (15); chapter 10 prints this function, so its
+    lines stay within 80 columns.
+    """
     steps, batch, inputs, _ = cache.shape
     grads = _zero_grads(params)
     dx = np.zeros((steps, batch, inputs), dtype=dhs.dtype)
-    dh_next, dc_next = dh_T, dc_T  # what "step L" sends back: the gradients on the final state
+    # What "step L" sends back: the gradients on the final state.
+    dh_next, dc_next = dh_T, dc_T
     for t in reversed(range(steps)):
         dh = dhs[t] + dh_next  # (15)
         dx[t], dh_next, dc_next, step_grads = lstm_step_backward(
             dh, dc_next, cache.steps[t], params
         )
         for key, value in step_grads.items():
-            grads[key] += value  # (14), summed over time: one set of weights serves every step
+            # (14), summed over time: one set of weights serves every step
+            grads[key] += value
     return grads, dx, dh_next, dc_next
 
 

@@ -8,6 +8,7 @@ and so do the abbreviations a definition opens with ("RNN: a network ..." makes 
 is a use of "Forget gate", not of "Gate". A link counts for the term it points to, written
 either {term}`Gate` or {term}`gates <Gate>`.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,17 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 GLOSSARY = ROOT / "book" / "glossary.md"
 CHAPTERS = sorted((ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
 
-# TEMPORARY: chapters whose missing links are known (listed when this test was added); they are
-# being rewritten by other hands. Empty this allow-list once they link their terms. A chapter
-# here is marked xfail, not skipped, so the run still shows it.
-TEMPORARY_GLOSSARY_ALLOWLIST: frozenset[str] = frozenset({
-    "06_long_range_memory.ipynb",
-    "07_forecasting.ipynb",
-    "08_sentiment.ipynb",
-    "09_char_language_model.ipynb",
-    "10_numpy_lstm.ipynb",
-    "11_speed.ipynb",
-})
 
 _TERM_ROLE = re.compile(r"\{term\}`([^`]*)`")
 _OTHER_ROLE = re.compile(r"\{[a-z:]+\}`[^`]*`")
@@ -71,8 +61,18 @@ def prose_and_links(markdown: str) -> tuple[str, set[str]]:
     (lower-cased) terms its {term} roles point to."""
     links = {_target(m) for m in _TERM_ROLE.findall(markdown)}
     text = markdown
-    for pattern in (_COMMENT, _FENCE, _DISPLAY_MATH, _TERM_ROLE, _OTHER_ROLE, _INLINE_CODE,
-                    _INLINE_MATH, _LINK_TARGET, _HEADING, _LABEL_LINE):
+    for pattern in (
+        _COMMENT,
+        _FENCE,
+        _DISPLAY_MATH,
+        _TERM_ROLE,
+        _OTHER_ROLE,
+        _INLINE_CODE,
+        _INLINE_MATH,
+        _LINK_TARGET,
+        _HEADING,
+        _LABEL_LINE,
+    ):
         text = pattern.sub(" ", text)
     return text, links
 
@@ -119,8 +119,6 @@ def test_glossary_parses():
 
 @pytest.mark.parametrize("nb_path", CHAPTERS, ids=[p.name for p in CHAPTERS])
 def test_chapter_links_every_glossary_term_it_uses(nb_path: Path):
-    if nb_path.name in TEMPORARY_GLOSSARY_ALLOWLIST:
-        pytest.xfail("temporarily allow-listed: missing glossary links are known")
     missing = missing_links(nb_path, TERMS)
     assert not missing, (
         f"{nb_path.name} uses these glossary terms without linking them once with "
@@ -129,21 +127,28 @@ def test_chapter_links_every_glossary_term_it_uses(nb_path: Path):
 
 
 # The matcher itself, on small made-up cells, so that the chapter test can fail.
-_SMALL = {"Gate": ["Gate"], "Forget gate": ["Forget gate"],
-          "Recurrent neural network": ["Recurrent neural network", "RNN"], "Time step": ["Time step"]}
+_SMALL = {
+    "Gate": ["Gate"],
+    "Forget gate": ["Forget gate"],
+    "Recurrent neural network": ["Recurrent neural network", "RNN"],
+    "Time step": ["Time step"],
+}
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("The gates decide.", {"Gate"}),
-    ("The forget gate decides.", {"Forget gate"}),
-    ("Two RNNs and a recurrent neural network.", {"Recurrent neural network"}),
-    ("At every time-step.", {"Time step"}),
-    ("No use here: `gate`, $gate$, [link](gate.md) and a gateway.", set()),
-    ("## The gate\n\nA heading is not prose.", set()),
-    ("```python\ngate = 1\n```\n", set()),
-    ("$$\n\\text{gate}\n$$", set()),
-    ("{cite:t}`gate2020` wrote it.", set()),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The gates decide.", {"Gate"}),
+        ("The forget gate decides.", {"Forget gate"}),
+        ("Two RNNs and a recurrent neural network.", {"Recurrent neural network"}),
+        ("At every time-step.", {"Time step"}),
+        ("No use here: `gate`, $gate$, [link](gate.md) and a gateway.", set()),
+        ("## The gate\n\nA heading is not prose.", set()),
+        ("```python\ngate = 1\n```\n", set()),
+        ("$$\n\\text{gate}\n$$", set()),
+        ("{cite:t}`gate2020` wrote it.", set()),
+    ],
+)
 def test_used_terms(text, expected):
     prose, _ = prose_and_links(text)
     assert used_terms(prose, _SMALL) == expected
@@ -158,5 +163,9 @@ def test_a_link_counts_for_its_target(tmp_path):
 
     assert missing_links(chapter("The gate opens.", "Gates again."), _SMALL) == ["Gate"]
     assert missing_links(chapter("A {term}`gate <Gate>` opens.", "Gates again."), _SMALL) == []
-    assert missing_links(chapter("An {term}`RNN <Recurrent neural network>`.", "RNNs."), _SMALL) == []
-    assert missing_links(chapter("A {term}`Gate`", "One RNN."), _SMALL) == ["Recurrent neural network"]
+    assert (
+        missing_links(chapter("An {term}`RNN <Recurrent neural network>`.", "RNNs."), _SMALL) == []
+    )
+    assert missing_links(chapter("A {term}`Gate`", "One RNN."), _SMALL) == [
+        "Recurrent neural network"
+    ]

@@ -19,22 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
 WIDTH = 80
 
-# TEMPORARY: chapters still being rewritten to 80 columns. Empty this set when they are done; the
-# test then holds every notebook to the limit.
-NOT_YET_WRAPPED: set[str] = {
-    "01_recurrent_networks.ipynb",
-    "02_vanishing_gradients.ipynb",
-    "03_lstm.ipynb",
-    "04_lstm_in_practice.ipynb",
-    "05_gru.ipynb",
-    "06_long_range_memory.ipynb",
-    "07_forecasting.ipynb",
-    "08_sentiment.ipynb",
-    "09_char_language_model.ipynb",
-    "10_numpy_lstm.ipynb",
-    "11_speed.ipynb",
-    "12_gated_recurrences_today.ipynb",
-}
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # A figure or a table is what the reader sees; its text/plain fallback is not shown.
@@ -94,16 +78,9 @@ def test_long_lines_finds_code_and_output(tmp_path: Path) -> None:
     assert "(125)" in found[0] and "(81)" in found[1]
 
 
-def test_the_allow_list_names_only_notebooks_that_exist() -> None:
-    names = {path.name for path in NOTEBOOKS}
-    assert NOT_YET_WRAPPED <= names, f"not notebooks: {sorted(NOT_YET_WRAPPED - names)}"
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_code_and_printed_output_fit_in_80_columns(path: Path) -> None:
     found = long_lines(path)
-    if path.name in NOT_YET_WRAPPED:
-        pytest.skip(f"temporarily allowed (NOT_YET_WRAPPED): {len(found)} long lines")
     assert not found, f"{path.name}: {len(found)} lines over {WIDTH} columns:\n" + "\n".join(
         found[:20]
     )

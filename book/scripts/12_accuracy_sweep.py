@@ -23,6 +23,7 @@ at this length (see 12_speed_sweep.py).
 Output: ``book/data/12_accuracy_sweep.csv`` with columns task, model, seed, params, test_mse,
 test_accuracy (within 0.04), val_mse, cpu_seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,7 @@ TASKS = {"adding": adding_problem, "multiplication": multiplication_problem}
 HIDDEN = {"GRU": 30, "LSTM": 26, "minGRU": 64, "minLSTM": 52}
 SEEDS = (0, 1, 2, 3, 4)
 OUT = Path(__file__).resolve().parents[1] / "data" / "12_accuracy_sweep.csv"
-COLUMNS = ["task", "model", "seed", "params", "test_mse", "test_accuracy", "val_mse",
-           "cpu_seconds"]
+COLUMNS = ["task", "model", "seed", "params", "test_mse", "test_accuracy", "val_mse", "cpu_seconds"]
 
 
 def split(task: str):
@@ -54,8 +54,11 @@ def split(task: str):
     n_fit = N_ALL - N_TEST
     n_val = int(VAL_FRACTION * n_fit)
     n_train = n_fit - n_val
-    return ((x[:n_train], y[:n_train]), (x[n_train:n_fit], y[n_train:n_fit]),
-            (x[n_fit:], y[n_fit:]))
+    return (
+        (x[:n_train], y[:n_train]),
+        (x[n_train:n_fit], y[n_train:n_fit]),
+        (x[n_fit:], y[n_fit:]),
+    )
 
 
 def make_layer(model: str) -> nn.Module:
@@ -114,7 +117,7 @@ def train_one(task: str, model: str, seed: int, epochs: int = EPOCHS) -> dict:
     for _ in range(epochs):
         perm = torch.randperm(len(x_tr), generator=order)
         for k in range(0, len(x_tr), BATCH):
-            idx = perm[k:k + BATCH]
+            idx = perm[k : k + BATCH]
             loss = ((net(x_tr[idx]) - y_tr[idx]) ** 2).mean()
             opt.zero_grad()
             loss.backward()
@@ -123,16 +126,28 @@ def train_one(task: str, model: str, seed: int, epochs: int = EPOCHS) -> dict:
     seconds = time.process_time() - start
     val_mse, _ = scores(net, x_va, y_va)
     test_mse, test_acc = scores(net, x_te, y_te)
-    return {"task": task, "model": model, "seed": seed, "params": cm.count_parameters(net),
-            "test_mse": test_mse, "test_accuracy": test_acc, "val_mse": val_mse,
-            "cpu_seconds": seconds}
+    return {
+        "task": task,
+        "model": model,
+        "seed": seed,
+        "params": cm.count_parameters(net),
+        "test_mse": test_mse,
+        "test_accuracy": test_acc,
+        "val_mse": val_mse,
+        "cpu_seconds": seconds,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
-                        help="a subset of the seeds (to run parts in parallel and join)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help="a subset of the seeds (to run parts in parallel and join)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -141,8 +156,11 @@ def main() -> None:
             for model in HIDDEN:
                 row = train_one(task, model, seed)
                 rows.append(row)
-                print(f"{task:14s} {model:7s} seed {seed}: test MSE {row['test_mse']:.2e}, "
-                      f"acc {row['test_accuracy']:.3f} ({row['cpu_seconds']:.0f} s)", flush=True)
+                print(
+                    f"{task:14s} {model:7s} seed {seed}: test MSE {row['test_mse']:.2e}, "
+                    f"acc {row['test_accuracy']:.3f} ({row['cpu_seconds']:.0f} s)",
+                    flush=True,
+                )
                 write(rows, args.out)
 
 
@@ -152,8 +170,9 @@ def write(rows: list[dict], out: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v)
-                             for k, v in row.items()})
+            writer.writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ fixed size, the transformer's key-value cache of size proportional to the contex
 Outputs: ``book/data/12_lm_sweep.csv`` (model, seed, params, step, cpu_seconds, val_nats) and
 ``book/data/12_generation_cpu.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,8 @@ def corpus() -> tuple[CharVocab, torch.Tensor, torch.Tensor, list[str]]:
     vocab = CharVocab(train)
     val_ids = vocab.encode(val)
     starts = torch.linspace(0, len(val_ids) - CONTEXT - 1, VAL_WINDOWS).long()
-    windows = torch.stack([val_ids[s:s + CONTEXT + 1] for s in starts.tolist()])
-    texts = [val[s:s + CONTEXT + 1] for s in starts.tolist()]
+    windows = torch.stack([val_ids[s : s + CONTEXT + 1] for s in starts.tolist()])
+    texts = [val[s : s + CONTEXT + 1] for s in starts.tolist()]
     return vocab, vocab.encode(train), windows, texts
 
 
@@ -99,8 +100,10 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
         N, L, d = x.shape
-        q, k, v = (t.view(N, L, self.heads, -1).transpose(1, 2)
-                   for t in self.qkv(self.ln1(x)).chunk(3, dim=-1))
+        q, k, v = (
+            t.view(N, L, self.heads, -1).transpose(1, 2)
+            for t in self.qkv(self.ln1(x)).chunk(3, dim=-1)
+        )
         if cache is not None:  # generation: keys and values of every earlier position
             if cache:
                 k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
@@ -115,8 +118,9 @@ class TinyTransformer(nn.Module):
     """A GPT-style character model: token + learned position embeddings, pre-norm blocks,
     a final LayerNorm and a linear head. (N, L) ids -> (N, L, V) scores."""
 
-    def __init__(self, vocab_size: int, d_model: int, n_layers: int, n_heads: int,
-                 context: int = CONTEXT):
+    def __init__(
+        self, vocab_size: int, d_model: int, n_layers: int, n_heads: int, context: int = CONTEXT
+    ):
         super().__init__()
         self.tok, self.pos = nn.Embedding(vocab_size, d_model), nn.Embedding(context, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads) for _ in range(n_layers))
@@ -146,8 +150,9 @@ def val_nats(model: nn.Module, windows: torch.Tensor) -> float:
     return loss
 
 
-def train_lm(kind: str, seed: int, cpu_seconds: float = CPU_SECONDS,
-             max_steps: int | None = None, data=None) -> list[dict]:
+def train_lm(
+    kind: str, seed: int, cpu_seconds: float = CPU_SECONDS, max_steps: int | None = None, data=None
+) -> list[dict]:
     """Train one model for ``cpu_seconds`` of CPU time (or exactly ``max_steps`` steps).
 
     Returns the curve: a dict (step, cpu_seconds, val_nats) at step 0 and every EVAL_EVERY steps,
@@ -187,8 +192,9 @@ def state_bytes(state) -> int:
     return sum(state_bytes(s) for s in state) if state is not None else 0
 
 
-def generation_step_cost(kind: str, context: int, vocab_size: int = 65, steps: int = 20,
-                         seed: int = 0) -> tuple[float, int]:
+def generation_step_cost(
+    kind: str, context: int, vocab_size: int = 65, steps: int = 20, seed: int = 0
+) -> tuple[float, int]:
     """(CPU seconds per generated character, bytes kept between characters) after a context of
     ``context`` characters has been read. Weights are untrained: the cost does not depend on
     them. The transformer gets position embeddings for the whole context, and its key-value
@@ -200,8 +206,9 @@ def generation_step_cost(kind: str, context: int, vocab_size: int = 65, steps: i
         if kind == "transformer":
             model = TinyTransformer(vocab_size, **TRANSFORMER, context=context + steps).eval()
             d, heads = TRANSFORMER["d_model"], TRANSFORMER["n_heads"]
-            memory: list = [[torch.randn(1, heads, context, d // heads) for _ in "kv"]
-                            for _ in model.blocks]
+            memory: list = [
+                [torch.randn(1, heads, context, d // heads) for _ in "kv"] for _ in model.blocks
+            ]
             scores, _ = model(ids[:, -1:], memory, start=context - 1)
             for cache in memory:  # that step appended one entry: back to `context` entries
                 cache[:] = [t[:, :, 1:] for t in cache]
@@ -234,9 +241,14 @@ def measure_generation(rounds: int = 3) -> dict:
                 seconds, _ = generation_step_cost(kind, context)
                 times[kind].append(seconds)
         for kind in GENERATION_MODELS:
-            rows.append({"context": context, "model": kind,
-                         "seconds_per_char": statistics.median(times[kind]),
-                         "bytes": generation_step_cost(kind, context, steps=1)[1]})
+            rows.append(
+                {
+                    "context": context,
+                    "model": kind,
+                    "seconds_per_char": statistics.median(times[kind]),
+                    "bytes": generation_step_cost(kind, context, steps=1)[1],
+                }
+            )
             print(rows[-1], flush=True)
     return {"rows": rows, "rounds": rounds}
 
@@ -245,8 +257,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generation", action="store_true", help="only the generation costs")
     parser.add_argument("--params", action="store_true", help="print parameter counts, exit")
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
-                        help="a subset of the seeds (to run parts in parallel and join)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help="a subset of the seeds (to run parts in parallel and join)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -257,9 +274,14 @@ def main() -> None:
     if args.generation:
         load = os.getloadavg()
         result = measure_generation()
-        result.update(created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), threads=1,
-                      torch=torch.__version__, load_average_before=load,
-                      load_average_after=os.getloadavg(), clock="time.process_time")
+        result.update(
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            threads=1,
+            torch=torch.__version__,
+            load_average_before=load,
+            load_average_after=os.getloadavg(),
+            clock="time.process_time",
+        )
         OUT_GENERATION.write_text(json.dumps(result, indent=1) + "\n")
         return
     data = corpus()
@@ -270,13 +292,18 @@ def main() -> None:
             params = cm.count_parameters(build(kind, len(data[0])))
             rows += [{"model": kind, "seed": seed, "params": params, **point} for point in curve]
             last = curve[-1]
-            print(f"{kind:11s} seed {seed}: {last['step']} steps, {last['val_nats']:.3f} nats "
-                  f"({math.exp(last['val_nats']):.2f} perplexity)", flush=True)
+            print(
+                f"{kind:11s} seed {seed}: {last['step']} steps, {last['val_nats']:.3f} nats "
+                f"({math.exp(last['val_nats']):.2f} perplexity)",
+                flush=True,
+            )
             with open(args.out, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
-                writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v)
-                                  for k, v in row.items()} for row in rows)
+                writer.writerows(
+                    {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+                    for row in rows
+                )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ come from other seeds than the training ones.
 
 Output: ``book/data/12_slstm_sweep.csv``: model, seed, params, test_mse, cpu_seconds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,9 +63,9 @@ class LastStep(nn.Module):
             self.rnn = cm.SLSTM(2, hidden, batch_first=True)
             biases = [self.rnn.cells[0].bias]
         with torch.no_grad():  # forget-gate bias +1 (rows i, f, ...), summed over the biases
-            biases[0][hidden:2 * hidden] = 1.0
+            biases[0][hidden : 2 * hidden] = 1.0
             for b in biases[1:]:
-                b[hidden:2 * hidden] = 0.0
+                b[hidden : 2 * hidden] = 0.0
         self.head = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,7 +85,7 @@ def train_one(model: str, seed: int, epochs: int = EPOCHS) -> dict:
     for _ in range(epochs):
         perm = torch.randperm(N_TRAIN, generator=order)
         for k in range(0, N_TRAIN, BATCH):
-            idx = perm[k:k + BATCH]
+            idx = perm[k : k + BATCH]
             loss = ((net(x_tr[idx]) - y_tr[idx]) ** 2).mean()
             opt.zero_grad()
             loss.backward()
@@ -93,8 +94,13 @@ def train_one(model: str, seed: int, epochs: int = EPOCHS) -> dict:
     seconds = time.process_time() - start
     with torch.no_grad():
         test_mse = ((net(x_te) - y_te) ** 2).mean().item()
-    return {"model": model, "seed": seed, "params": cm.count_parameters(net),
-            "test_mse": test_mse, "cpu_seconds": seconds}
+    return {
+        "model": model,
+        "seed": seed,
+        "params": cm.count_parameters(net),
+        "test_mse": test_mse,
+        "cpu_seconds": seconds,
+    }
 
 
 def main() -> None:
@@ -110,8 +116,10 @@ def main() -> None:
             with open(args.out, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(rows[0]))
                 writer.writeheader()
-                writer.writerows({k: (f"{v:.6g}" if isinstance(v, float) else v)
-                                  for k, v in row.items()} for row in rows)
+                writer.writerows(
+                    {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+                    for row in rows
+                )
 
 
 if __name__ == "__main__":

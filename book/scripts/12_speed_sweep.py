@@ -22,6 +22,7 @@ re-time one point live.
 
 Output: ``book/data/12_speed_cpu.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,9 @@ def build(name: str, hidden: int = HIDDEN) -> nn.Module:
     return cm.GRU(hidden, hidden)
 
 
-def time_models(length: int, batch: int, rounds: int = ROUNDS, names=MODELS,
-                hidden: int = HIDDEN, seed: int = 0) -> dict[str, list[float]]:
+def time_models(
+    length: int, batch: int, rounds: int = ROUNDS, names=MODELS, hidden: int = HIDDEN, seed: int = 0
+) -> dict[str, list[float]]:
     """Seconds of one forward + backward pass of each model, ``rounds`` times, interleaved.
 
     Returns name -> list of ``rounds`` times (process CPU seconds, one thread).
@@ -93,18 +95,28 @@ def main() -> None:
     points += [(b, BATCH_SWEEP_LENGTH) for b in BATCH_SWEEP]
     for batch, length in points:
         times = time_models(length, batch)
-        row = {"length": length, "batch": batch,
-               "median_s": {k: statistics.median(v) for k, v in times.items()},
-               "times_s": times}
+        row = {
+            "length": length,
+            "batch": batch,
+            "median_s": {k: statistics.median(v) for k, v in times.items()},
+            "times_s": times,
+        }
         rows.append(row)
         print(length, batch, {k: round(v, 4) for k, v in row["median_s"].items()}, flush=True)
     result = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "device": "cpu", "threads": 1, "torch": torch.__version__,
-        "python": platform.python_version(), "cpu_count": os.cpu_count(),
-        "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "hidden": HIDDEN, "rounds": ROUNDS, "clock": "time.process_time",
-        "pass": "forward + backward of output.sum()", "rows": rows,
+        "device": "cpu",
+        "threads": 1,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "hidden": HIDDEN,
+        "rounds": ROUNDS,
+        "clock": "time.process_time",
+        "pass": "forward + backward of output.sum()",
+        "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
