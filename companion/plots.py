@@ -461,7 +461,9 @@ def plot_gate_heatmap(
         else:
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         for k, m in enumerate(marks or ()):
-            ax.axvline(m + 1, color="black", ls="--", lw=1.2, label="marked step" if k == 0 else None)
+            ax.axvline(
+                m + 1, color="black", ls="--", lw=1.2, label="marked step" if k == 0 else None
+            )
         if row == 0 and marks:
             # Above the first row, so it never covers the activations.
             ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize="small")

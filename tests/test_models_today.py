@@ -1,5 +1,6 @@
 """companion.models, chapter 12's layers: minGRU and minLSTM (log-space scan against the loop),
 and the sLSTM cell (stabilised against unstabilised)."""
+
 from __future__ import annotations
 
 import math
@@ -96,8 +97,9 @@ def test_min_lstm_gates_are_normalised():
     layer = m.MinLSTM(1, 3, mode="parallel", dtype=torch.float64)
     with torch.no_grad():
         layer.weight_l0[6:] = 0.0  # W_h = 0: h̃_t = g(b_h), the same at every step
-    out, _ = layer(torch.randn(50, 2, 1, dtype=torch.float64), torch.full((1, 2, 3), 0.7,
-                                                                          dtype=torch.float64))
+    out, _ = layer(
+        torch.randn(50, 2, 1, dtype=torch.float64), torch.full((1, 2, 3), 0.7, dtype=torch.float64)
+    )
     h_tilde = m.min_g(layer.bias_l0[6:]).detach()
     # every h_t is a convex combination of 0.7 and h̃, so it lies between them
     lo, hi = torch.minimum(h_tilde, torch.tensor(0.7)), torch.maximum(h_tilde, torch.tensor(0.7))
@@ -124,8 +126,11 @@ def test_float32_scan_is_finite_at_4096(name):
 
 def test_log_space_scan_against_loop():
     torch.manual_seed(3)
-    a, b, h0 = torch.rand(30, 4, dtype=torch.float64), torch.rand(30, 4, dtype=torch.float64), \
-        torch.rand(4, dtype=torch.float64)
+    a, b, h0 = (
+        torch.rand(30, 4, dtype=torch.float64),
+        torch.rand(30, 4, dtype=torch.float64),
+        torch.rand(4, dtype=torch.float64),
+    )
     h, want = h0, []
     for t in range(30):
         h = a[t] * h + b[t]
@@ -260,10 +265,12 @@ def test_slstm_exponential_gate_can_exceed_one():
     with torch.no_grad():
         cell.bias[:2] = 2.0
         cell.weight_ih.zero_()
-    _, gates = m.slstm_step(torch.nn.functional.linear(torch.zeros(1, 1), cell.weight_ih,
-                                                         cell.bias), tuple(torch.zeros(1, 2)
-                                                                           for _ in range(4)),
-                            cell.weight_hh.t(), stabilised=False)
+    _, gates = m.slstm_step(
+        torch.nn.functional.linear(torch.zeros(1, 1), cell.weight_ih, cell.bias),
+        tuple(torch.zeros(1, 2) for _ in range(4)),
+        cell.weight_hh.t(),
+        stabilised=False,
+    )
     assert abs(gates[0][0, 0].item() - math.exp(2.0)) < 1e-4
 
 
@@ -274,8 +281,10 @@ def test_slstm_bad_input_errors():
     with pytest.raises(TypeError, match=r"tuple \(h, c, n, m\), got tuple of length 2"):
         cell(torch.randn(2, 3), (torch.zeros(2, 4), torch.zeros(2, 4)))
     with pytest.raises(ValueError, match=r"expected c of shape \(2, 4\)"):
-        cell(torch.randn(2, 3), (torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(2, 4),
-                                 torch.zeros(2, 4)))
+        cell(
+            torch.randn(2, 3),
+            (torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(2, 4), torch.zeros(2, 4)),
+        )
     with pytest.raises(TypeError, match="stabilised to be a bool"):
         m.SLSTMCell(3, 4, stabilised="yes")
     layer = m.SLSTM(3, 4, num_layers=2)

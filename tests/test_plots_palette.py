@@ -1,4 +1,5 @@
 """The sequential palette for sweeps keeps clear of the architecture colours."""
+
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
