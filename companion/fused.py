@@ -73,6 +73,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from companion.models import _folded_bias
+
 __all__ = ["fuse", "FusedLayer", "lstm_sequence", "gru_sequence", "rnn_sequence"]
 
 _GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
@@ -262,10 +264,6 @@ class _RNNFunction(torch.autograd.Function):
         return dx, dw_ih, dw_hh, db, dh, None
 
 
-def _folded(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
-    return None if b_ih is None else b_ih + b_hh
-
-
 def lstm_sequence(
     x: Tensor,
     w_ih: Tensor,
@@ -285,7 +283,7 @@ def lstm_sequence(
     Returns:
         output (L, N, H), h_n (N, H), c_n (N, H).
     """
-    return _LSTMFunction.apply(x, w_ih, w_hh, _folded(b_ih, b_hh), h0, c0)
+    return _LSTMFunction.apply(x, w_ih, w_hh, _folded_bias(b_ih, b_hh), h0, c0)
 
 
 def gru_sequence(
@@ -307,7 +305,7 @@ def rnn_sequence(
 ) -> tuple[Tensor, Tensor]:
     """One Elman RNN layer over a whole sequence; shapes as :func:`lstm_sequence` with H rows.
     Returns output (L, N, H) and h_n (N, H)."""
-    return _RNNFunction.apply(x, w_ih, w_hh, _folded(b_ih, b_hh), h0, relu)
+    return _RNNFunction.apply(x, w_ih, w_hh, _folded_bias(b_ih, b_hh), h0, relu)
 
 
 def _kind_of(layer: nn.Module) -> str:

@@ -190,26 +190,35 @@ def train_adding(cell, init, length, seed, device=None, progress=False, epochs=E
     x_val, y_val = adding_problem(N_VAL, length, seed=VAL_SEED)
     seed_everything(seed)
     model = make_model(cell, init, t_max=length).to(device)
+    metrics = {"accuracy": within, "hs": within_hs}
+    history = fit_regressor(
+        model, (x_train, y_train), (x_val, y_val), seed, epochs, device, progress, metrics
+    )
+    return model, history
+
+
+def fit_regressor(model, train, val, seed, epochs, device, progress, metrics=None, batch=BATCH):
+    """The training both memory tasks share: Adam, MSE, clipping, batches shuffled by ``seed``.
+
+    ``train`` and ``val`` are ``(x, y)`` pairs; returns companion's History."""
     loader = DataLoader(
-        TensorDataset(x_train, y_train),
-        batch_size=BATCH,
+        TensorDataset(*train),
+        batch_size=batch,
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    history = fit(
+    return fit(
         model,
         loader,
         loss_fn=nn.MSELoss(),
-        optimizer=optimizer,
+        optimizer=torch.optim.Adam(model.parameters(), lr=LR),
         epochs=epochs,
-        val_data=[(x_val, y_val)],
+        val_data=[val],
         clip_grad_norm=CLIP,
-        metrics={"accuracy": within, "hs": within_hs},
+        metrics=metrics,
         device=device,
         progress=progress,
     )
-    return model, history
 
 
 def run_one(cell, init, length, seed):
