@@ -24,8 +24,8 @@ any number of layers, with or without biases, time-major or ``batch_first``, bat
 Not supported (a clear error): bidirectional layers, packed sequences, ``proj_size``, and dropout
 between layers while training.
 
-Equations
----------
+Forward and backward by hand
+----------------------------
 The LSTM's forward pass, equations (3.1)-(3.6), with ``a = W_x x_t + b + W_h h_{t-1}`` the four
 gates' pre-activations (N, 4H), in the order i, f, g, o::
 
