@@ -364,7 +364,9 @@ def plot_grad_norms(
     if log:
         ax.set_yscale("log")
     xlabel = (
-        "distance from the last step, T − t (steps)" if x == "distance" else "time step t (steps)"
+        "distance from the last step, $d = T - t$ (steps)"
+        if x == "distance"
+        else "time step $t$ (steps)"
     )
     return _finish(
         ax,
@@ -467,7 +469,7 @@ def plot_gate_heatmap(
         if row == 0 and marks:
             # Above the first row, so it never covers the activations.
             ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize="small")
-    axes[-1, 0].set_xlabel("time step t (steps)")
+    axes[-1, 0].set_xlabel("time step $t$ (steps)")
     fig.suptitle(title if title is not None else "Gate activations over time")
     return fig
 

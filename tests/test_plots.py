@@ -211,7 +211,7 @@ def test_plot_grad_norms_distance_axis_and_log_scale() -> None:
     ax = plot_grad_norms({"RNN": rnn, "LSTM": np.ones(L)})
     assert isinstance(ax, Axes)
     assert ax.get_yscale() == "log"
-    assert "T − t" in ax.get_xlabel() and "steps" in ax.get_xlabel()
+    assert "$d = T - t$" in ax.get_xlabel() and "steps" in ax.get_xlabel()
     assert "h_t" in ax.get_ylabel()
     assert ax.get_title()
     assert line_colors(ax) == [COLORS["rnn"], COLORS["lstm"]]
@@ -231,7 +231,7 @@ def test_plot_grad_norms_same_architecture_differs_by_line_style() -> None:
 def test_plot_grad_norms_time_axis_linear() -> None:
     ax = plot_grad_norms({"GRU": [1.0, 2.0, 3.0]}, log=False, x="time")
     assert ax.get_yscale() == "linear"
-    assert "time step t" in ax.get_xlabel()
+    assert "time step $t$" in ax.get_xlabel()
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [1, 2, 3])  # 1-based steps
 
 
