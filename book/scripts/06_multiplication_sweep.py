@@ -30,7 +30,6 @@ run on one thread) and `book/data/06_multiplication_histories.json` ({"cell/init
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
@@ -41,24 +40,18 @@ import torch
 from torch import nn
 
 from companion import seed_everything
+from companion.book import load_script
 from companion.data import multiplication_problem
 from companion.train import evaluate
 
 HERE = Path(__file__).resolve().parent
 
 
-def _load_memory_sweep():
-    """The adding sweep's module (its file name starts with a digit, so no plain import)."""
-    if "memory_sweep" in sys.modules:
-        return sys.modules["memory_sweep"]
-    spec = importlib.util.spec_from_file_location("memory_sweep", HERE / "06_memory_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["memory_sweep"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-memory_sweep = _load_memory_sweep()
+# The adding sweep's module (its file name starts with a digit, so no plain import): the notebook
+# loads it first, and a script run on its own loads it here.
+memory_sweep = sys.modules.get("memory_sweep") or load_script(
+    "memory_sweep", "scripts/06_memory_sweep.py", HERE.parent
+)
 
 LENGTH = 100
 N_SEQUENCES, N_TRAIN_ALL, VAL_FRACTION = 3000, 2500, 0.2

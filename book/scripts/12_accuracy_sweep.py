@@ -106,24 +106,40 @@ def scores(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
     return ((pred - y) ** 2).mean().item(), ((pred - y).abs() < TOLERANCE).float().mean().item()
 
 
+def fit_mse(
+    net: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seed: int,
+    epochs: int,
+    batch: int = BATCH,
+    lr: float = LR,
+    clip: float = CLIP,
+) -> float:
+    """Train ``net`` on (x, y) with Adam and the mean squared error, the gradient norm clipped,
+    the batches shuffled by ``seed``; return the CPU seconds it took. Chapter 12's sweeps share
+    it, so every model there is trained the same way."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(seed)
+    start = time.process_time()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=order)
+        for k in range(0, len(x), batch):
+            idx = perm[k : k + batch]
+            loss = ((net(x[idx]) - y[idx]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), clip)
+            opt.step()
+    return time.process_time() - start
+
+
 def train_one(task: str, model: str, seed: int, epochs: int = EPOCHS) -> dict:
     """Train one model; return its row of the table (numbers, not yet formatted)."""
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = split(task)
     seed_everything(seed)
     net = LastStep(model)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    order = torch.Generator().manual_seed(seed)
-    start = time.process_time()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x_tr), generator=order)
-        for k in range(0, len(x_tr), BATCH):
-            idx = perm[k : k + BATCH]
-            loss = ((net(x_tr[idx]) - y_tr[idx]) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), CLIP)
-            opt.step()
-    seconds = time.process_time() - start
+    seconds = fit_mse(net, x_tr, y_tr, seed, epochs)
     val_mse, _ = scores(net, x_va, y_va)
     test_mse, test_acc = scores(net, x_te, y_te)
     return {
@@ -161,13 +177,15 @@ def main() -> None:
                     f"acc {row['test_accuracy']:.3f} ({row['cpu_seconds']:.0f} s)",
                     flush=True,
                 )
-                write(rows, args.out)
+                write(rows, args.out, COLUMNS)
 
 
-def write(rows: list[dict], out: Path) -> None:
+def write(rows: list[dict], out: Path, columns: list[str] | None = None) -> None:
+    """The rows as CSV, floats to 6 significant digits; columns in the rows' own order unless
+    given. Every sweep of chapter 12 writes its table with it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns or list(rows[0]))
         writer.writeheader()
         for row in rows:
             writer.writerow(

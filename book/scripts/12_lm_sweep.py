@@ -31,11 +31,11 @@ Outputs: ``book/data/12_lm_sweep.csv`` (model, seed, params, step, cpu_seconds, 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -45,10 +45,17 @@ from torch import nn
 
 from companion import models as cm
 from companion import seed_everything
+from companion.book import load_script
 from companion.data import CharVocab, load_tiny_shakespeare
 
 CONTEXT, BATCH, LR, CLIP = 64, 32, 3e-3, 1.0
 CPU_SECONDS, EVAL_EVERY, VAL_WINDOWS = 15.0, 100, 256
+# The CSV format of chapter 12's sweeps lives in the accuracy sweep; the notebook loads that
+# script first, and a script run on its own loads it here.
+accuracy_sweep = sys.modules.get("accuracy_sweep") or load_script(
+    "accuracy_sweep", "scripts/12_accuracy_sweep.py", Path(__file__).resolve().parents[1]
+)
+
 EMBED = 32
 RECURRENT = {"GRU": 76, "LSTM": 64, "minGRU": 146, "minLSTM": 118}  # hidden sizes
 TRANSFORMER = {"d_model": 48, "n_layers": 2, "n_heads": 4}
@@ -297,13 +304,7 @@ def main() -> None:
                 f"({math.exp(last['val_nats']):.2f} perplexity)",
                 flush=True,
             )
-            with open(args.out, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(
-                    {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-                    for row in rows
-                )
+            accuracy_sweep.write(rows, args.out)
 
 
 if __name__ == "__main__":

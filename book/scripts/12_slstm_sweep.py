@@ -21,8 +21,7 @@ Output: ``book/data/12_slstm_sweep.csv``: model, seed, params, test_mse, cpu_sec
 from __future__ import annotations
 
 import argparse
-import csv
-import time
+import sys
 from pathlib import Path
 
 import torch
@@ -30,6 +29,13 @@ from torch import nn
 
 from companion import models as cm
 from companion import seed_everything
+from companion.book import load_script
+
+# The training loop and the CSV format of chapter 12's sweeps live in the accuracy sweep; the
+# notebook loads that script first, and a script run on its own loads it here.
+accuracy_sweep = sys.modules.get("accuracy_sweep") or load_script(
+    "accuracy_sweep", "scripts/12_accuracy_sweep.py", Path(__file__).resolve().parents[1]
+)
 
 LENGTH, MARKS, HIDDEN = 50, 4, 32
 N_TRAIN, N_TEST, BATCH, EPOCHS, LR, CLIP = 4000, 1000, 64, 10, 1e-2, 1.0
@@ -79,19 +85,7 @@ def train_one(model: str, seed: int, epochs: int = EPOCHS) -> dict:
     x_te, y_te = strongest_value(N_TEST, seed=TEST_SEED)
     seed_everything(seed)
     net = LastStep(model)
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    order = torch.Generator().manual_seed(seed)
-    start = time.process_time()
-    for _ in range(epochs):
-        perm = torch.randperm(N_TRAIN, generator=order)
-        for k in range(0, N_TRAIN, BATCH):
-            idx = perm[k : k + BATCH]
-            loss = ((net(x_tr[idx]) - y_tr[idx]) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), CLIP)
-            opt.step()
-    seconds = time.process_time() - start
+    seconds = accuracy_sweep.fit_mse(net, x_tr, y_tr, seed, epochs, BATCH, LR, CLIP)
     with torch.no_grad():
         test_mse = ((net(x_te) - y_te) ** 2).mean().item()
     return {
@@ -113,13 +107,7 @@ def main() -> None:
         for model in MODELS:
             rows.append(train_one(model, seed))
             print(rows[-1], flush=True)
-            with open(args.out, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(
-                    {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-                    for row in rows
-                )
+            accuracy_sweep.write(rows, args.out)
 
 
 if __name__ == "__main__":
