@@ -92,23 +92,18 @@ SeriesLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
 # --------------------------------------------------------------------------------------------
 
 
-def _check_int(value, name: str, where: str, minimum: int) -> int:
-    # The package's one integer rule: numpy integers in, bool (adding_problem(True)) out.
-    return check_int(where, name, value, minimum)
-
-
 def _torch_generator(seed: int | None, where: str) -> torch.Generator:
     generator = torch.Generator()
     if seed is None:
         generator.seed()  # fresh entropy; a new Generator would otherwise always start the same
     else:
-        generator.manual_seed(_check_int(seed, "seed", where, 0))
+        generator.manual_seed(check_int(where, "seed", seed, 0))
     return generator
 
 
 def _numpy_generator(seed: int | None, where: str) -> np.random.Generator:
     if seed is not None:
-        seed = _check_int(seed, "seed", where, 0)
+        seed = check_int(where, "seed", seed, 0)
     return np.random.default_rng(seed)
 
 
@@ -124,8 +119,8 @@ def _two_marker_task(
     combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     where: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    n = _check_int(n, "n (number of sequences)", where, 1)
-    length = _check_int(length, "length (one marker in each half)", where, 2)
+    n = check_int(where, "n (number of sequences)", n, 1)
+    length = check_int(where, "length (one marker in each half)", length, 2)
     generator = _torch_generator(seed, where)
 
     values = torch.rand(n, length, generator=generator)
@@ -216,8 +211,8 @@ def sine_waves(
         Tensor of shape ``(N, L)``, float32, values in [-1, 1].
     """
     where = "sine_waves"
-    n = _check_int(n, "n (number of waves)", where, 1)
-    length = _check_int(length, "length", where, 1)
+    n = check_int(where, "n (number of waves)", n, 1)
+    length = check_int(where, "length", length, 1)
     if isinstance(period, bool) or not isinstance(period, numbers.Real) or not period > 0:
         raise ValueError(f"{where}: expected a positive period (steps per cycle), got {period!r}")
     if not math.isfinite(period):
@@ -272,8 +267,8 @@ def make_windows(
         ValueError: if the series is not 1-D or is shorter than ``input_length + horizon``.
     """
     where = "make_windows"
-    input_length = _check_int(input_length, "input_length", where, 1)
-    horizon = _check_int(horizon, "horizon", where, 1)
+    input_length = check_int(where, "input_length", input_length, 1)
+    horizon = check_int(where, "horizon", horizon, 1)
     tensor = _as_1d_tensor(series, where)
     width = input_length + horizon
     if tensor.numel() < width:
@@ -466,15 +461,15 @@ def synthetic_reviews(
         A list of ``n`` pairs ``(tokens, label)``: ``tokens`` a list of str, ``label`` 0 or 1.
     """
     where = "synthetic_reviews"
-    n = _check_int(n, "n (number of reviews)", where, 2)
+    n = check_int(where, "n (number of reviews)", n, 2)
     if isinstance(length, tuple):
         if len(length) != 2:
             raise ValueError(f"{where}: expected length as an int or (low, high), got {length!r}")
-        low = _check_int(length[0], "length low", where, 1)
-        high = _check_int(length[1], "length high", where, low)
+        low = check_int(where, "length low", length[0], 1)
+        high = check_int(where, "length high", length[1], low)
     else:
-        low = high = _check_int(length, "length", where, 1)
-    distance = _check_int(distance, "distance", where, 0)
+        low = high = check_int(where, "length", length, 1)
+    distance = check_int(where, "distance", distance, 0)
     if distance >= low:
         raise ValueError(
             f"{where}: expected distance < length (the word must fit inside the review), "
@@ -553,9 +548,9 @@ class Vocab:
         Tokens are ordered by decreasing frequency, ties alphabetically, so the same corpus
         always gives the same ids.
         """
-        min_freq = _check_int(min_freq, "min_freq", "Vocab.build", 1)
+        min_freq = check_int("Vocab.build", "min_freq", min_freq, 1)
         if max_size is not None:
-            max_size = _check_int(max_size, "max_size", "Vocab.build", 0)
+            max_size = check_int("Vocab.build", "max_size", max_size, 0)
         counts: collections.Counter[str] = collections.Counter()
         for text in texts:
             counts.update(tokenize(text) if isinstance(text, str) else text)
@@ -943,7 +938,7 @@ def char_corpus(max_chars: int | None = None) -> str:
     text = "".join(_ASCII_SPELLING.get(ch, ch) for ch in text)
     text = "".join(ch for ch in text if ch == "\n" or " " <= ch <= "~")
     if max_chars is not None:
-        max_chars = _check_int(max_chars, "max_chars", "char_corpus", 1)
+        max_chars = check_int("char_corpus", "max_chars", max_chars, 1)
         text = text[:max_chars]
     return text
 
@@ -1062,8 +1057,8 @@ class LMBatches:
                 f"{where}: expected a 1-D integer tensor of ids (T,), got shape "
                 f"{tuple(ids.shape)} and dtype {ids.dtype}"
             )
-        self.batch_size = _check_int(batch_size, "batch_size", where, 1)
-        self.bptt = _check_int(bptt, "bptt", where, 1)
+        self.batch_size = check_int(where, "batch_size", batch_size, 1)
+        self.bptt = check_int(where, "bptt", bptt, 1)
         row_length = ids.numel() // self.batch_size
         if row_length < self.bptt + 1:
             raise ValueError(

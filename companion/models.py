@@ -295,11 +295,6 @@ def _folded_bias(b_ih: Tensor | None, b_hh: Tensor | None) -> Tensor | None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_int(owner: str, name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``; the rule of :func:`companion._checks.check_int`."""
-    return check_int(owner, name, value, minimum)
-
-
 def _check_bool(owner: str, name: str, value: Any, int_ok: bool = False) -> bool:
     """``value`` as a bool; with ``int_ok`` the ints 0 and 1 count as False and True, as
     torch.nn's layers allow for ``bidirectional`` (not for ``bias`` or ``batch_first``)."""
@@ -487,9 +482,9 @@ class _CellBase(_Recurrent):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        self.input_size = _check_int(owner, "input_size", input_size)
+        self.input_size = check_int(owner, "input_size", input_size)
         # torch.nn's cells accept hidden_size=0 and return (N, 0) states; so do these.
-        self.hidden_size = hidden_size = _check_int(owner, "hidden_size", hidden_size, minimum=0)
+        self.hidden_size = hidden_size = check_int(owner, "hidden_size", hidden_size, minimum=0)
         self.bias = bias = _check_bool(owner, "bias", bias)
         rows = self._gates_per_unit * hidden_size
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
@@ -671,9 +666,9 @@ class _LayerBase(_Recurrent):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        input_size = _check_int(owner, "input_size", input_size)
-        hidden_size = _check_int(owner, "hidden_size", hidden_size)
-        num_layers = _check_int(owner, "num_layers", num_layers)
+        input_size = check_int(owner, "input_size", input_size)
+        hidden_size = check_int(owner, "hidden_size", hidden_size)
+        num_layers = check_int(owner, "num_layers", num_layers)
         bias = _check_bool(owner, "bias", bias)
         batch_first = _check_bool(owner, "batch_first", batch_first)
         bidirectional = _check_bool(owner, "bidirectional", bidirectional, int_ok=True)
@@ -1252,9 +1247,9 @@ class _MinBase(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        _check_int(owner, "input_size", input_size)
-        _check_int(owner, "hidden_size", hidden_size)
-        _check_int(owner, "num_layers", num_layers)
+        check_int(owner, "input_size", input_size)
+        check_int(owner, "hidden_size", hidden_size)
+        check_int(owner, "num_layers", num_layers)
         _check_bool(owner, "bias", bias)
         _check_bool(owner, "batch_first", batch_first)
         if mode not in _MIN_MODES:
@@ -1499,8 +1494,8 @@ class SLSTMCell(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        _check_int(owner, "input_size", input_size)
-        _check_int(owner, "hidden_size", hidden_size)
+        check_int(owner, "input_size", input_size)
+        check_int(owner, "hidden_size", hidden_size)
         _check_bool(owner, "bias", bias)
         _check_bool(owner, "stabilised", stabilised)
         self.input_size, self.hidden_size = input_size, hidden_size
@@ -1588,7 +1583,7 @@ class SLSTM(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_int("SLSTM", "num_layers", num_layers)
+        check_int("SLSTM", "num_layers", num_layers)
         _check_bool("SLSTM", "batch_first", batch_first)
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.batch_first = num_layers, batch_first
