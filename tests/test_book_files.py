@@ -1,12 +1,11 @@
-"""companion.book: the chapters find the book's files locally, download them on Colab (with a
-timeout and a clear error), and import the sweep scripts without leaving __pycache__ behind."""
+"""companion.book: the chapters find the book's files in their folder, in the installed package
+or in an editable install's checkout (never on the network), and import the sweep scripts
+without leaving __pycache__ behind. The empty-folder run of an installed package is in
+test_colab_setup.py."""
 
 from __future__ import annotations
 
-import http.server
 import sys
-import threading
-import types
 from pathlib import Path
 
 import pytest
@@ -20,56 +19,34 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_repository_is_the_one_config_names():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert book.REPOSITORY == config["repository"]["url"]
-    assert book._RAW.endswith("/gated-rnn-book/gated-recurrent-networks/main/book/")
 
 
-def test_book_file_finds_a_local_file(tmp_path):
+def test_book_file_finds_a_local_file_first(tmp_path):
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "x.csv").write_text("a,b\n")
-    assert book.book_file("data/x.csv", tmp_path).read_text() == "a,b\n"
+    (tmp_path / "data" / "06_memory_sweep.csv").write_text("a,b\n")
+    assert book.book_file("data/06_memory_sweep.csv", tmp_path).read_text() == "a,b\n"
 
 
-def test_book_file_outside_colab_names_what_is_missing(tmp_path, monkeypatch):
-    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    with pytest.raises(FileNotFoundError, match=r"expected data/missing\.csv under .*book/"):
+def test_book_file_falls_back_to_the_book_folder_of_the_package(tmp_path):
+    # An editable install has no companion/book_files/; its checkout's book/ serves.
+    path = book.book_file("data/06_memory_sweep.csv", tmp_path)
+    assert path.read_bytes() == (ROOT / "book" / "data" / "06_memory_sweep.csv").read_bytes()
+
+
+def test_book_file_names_what_is_missing_and_where_it_looked(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data/missing\.csv.*looked in .*Reinstall"):
         book.book_file("data/missing.csv", tmp_path)
 
 
-@pytest.fixture
-def on_colab(monkeypatch):
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+@pytest.mark.parametrize("name", ["/etc/passwd", "../README.md", "data/../../x", ""])
+def test_book_file_refuses_paths_outside_the_book(tmp_path, name):
+    with pytest.raises(ValueError, match="expected a path inside the book's folder"):
+        book.book_file(name, tmp_path)
 
 
-@pytest.fixture
-def server(tmp_path):
-    """A local HTTP server over tmp_path/served, in place of the repository's raw files."""
-    served = tmp_path / "served"
-    (served / "data").mkdir(parents=True)
-    (served / "data" / "y.csv").write_text("1,2\n")
-
-    def handler(*args, **kwargs):
-        return http.server.SimpleHTTPRequestHandler(*args, directory=str(served), **kwargs)
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-def test_book_file_downloads_on_colab(tmp_path, on_colab, server, monkeypatch):
-    monkeypatch.setattr(book, "_RAW", server)
-    path = book.book_file("data/y.csv", tmp_path / "empty")
-    assert path.read_text() == "1,2\n" and path.name == "y.csv"
-
-
-def test_book_file_on_colab_without_the_file_is_a_clear_error(
-    tmp_path, on_colab, server, monkeypatch
-):
-    monkeypatch.setattr(book, "_RAW", server)
-    with pytest.raises(ConnectionError, match=r"could not download .*data/nope\.csv"):
-        book.book_file("data/nope.csv", tmp_path)
+def test_book_file_does_not_use_the_network():
+    source = (ROOT / "companion" / "book.py").read_text()
+    assert "urllib" not in source and "http" not in source.replace(book.REPOSITORY, "")
 
 
 def test_load_script_imports_a_digit_named_script_without_pycache(tmp_path):

@@ -113,3 +113,61 @@ def test_outside_colab_the_setup_cell_installs_nothing(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("on cpu")
+
+
+BOOK_FILES = sorted(
+    p.relative_to(ROOT / "book").as_posix()
+    for p in [*(ROOT / "book" / "data").iterdir(), *(ROOT / "book" / "scripts").glob("*.py")]
+)
+EMPTY_FOLDER_RUNNER = """
+import socket, sys
+
+def no_network(*args, **kwargs):
+    raise OSError("the network was used")
+
+socket.socket.connect = socket.create_connection = no_network
+from pathlib import Path
+from companion.book import book_file, load_script
+
+for name in NAMES:
+    path = book_file(name)
+    assert Path(SITE) in path.resolve().parents, (name, path)
+    if name.startswith("scripts/"):
+        module = load_script("script_" + Path(name).stem[3:], name)
+        assert module.__file__ == str(path), module.__file__
+print("served", len(NAMES))
+"""
+
+
+@pytest.mark.skipif(
+    not _git_main_exists(), reason="needs the repository's git history (branch main)"
+)
+def test_the_installed_package_serves_the_book_files_in_an_empty_folder(tmp_path):
+    """Colab in miniature: companion installed from a git URL, an empty working folder and no
+    network; every stored result and sweep script the chapters load comes from the install."""
+    used = set()
+    for path in NOTEBOOKS:
+        text = path.read_text()
+        used |= set(re.findall(r'book_file\(\\"([^"\\]+)\\"\)', text))
+        used |= set(re.findall(r'load_script\(\\"\w+\\", \\"([^"\\]+)\\"\)', text))
+    assert used and used <= set(BOOK_FILES), used - set(BOOK_FILES)
+
+    site, empty = tmp_path / "site", tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    package = f"{DISTRIBUTION} @ git+file://localhost{ROOT}@main"
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    subprocess.run(install + ["--target", str(site), package], env=env, check=True, timeout=300)
+
+    code = f"NAMES = {BOOK_FILES!r}\nSITE = {str(site)!r}\n{EMPTY_FOLDER_RUNNER}"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=empty,
+        env={**env, "PYTHONPATH": str(site), "COMPANION_DEVICE": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"served {len(BOOK_FILES)}" in result.stdout
+    assert list(empty.iterdir()) == [], "the run wrote into the working folder"

@@ -1,0 +1,28 @@
+"""The one integer check every public function of companion uses.
+
+A single rule, so that a value accepted in one place is accepted in all: any integral number
+(``int``, ``numpy.int64``, ...) is accepted and returned as a plain ``int``; ``bool`` is refused
+(``True`` as a size is a bug, not a request for one), and so are floats, even ``3.0``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+
+def check_int(where: str, name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an ``int``, or a ``TypeError``/``ValueError`` that names ``where`` and ``name``.
+
+    Args:
+        where: the function or class the message starts with, e.g. ``"LSTM"``.
+        name: the argument, e.g. ``"hidden_size"``.
+        value: what the caller passed.
+        minimum: the smallest value allowed (1 for sizes, 0 for seeds and epochs).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}: expected an int {name}, got {type(value).__name__} {value!r}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{where}: expected {name} >= {minimum}, got {value}")
+    return value

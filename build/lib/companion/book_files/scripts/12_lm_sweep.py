@@ -1,0 +1,311 @@
+"""Precompute chapter 12's language-model table: four gated recurrences and a small causal
+transformer on tiny Shakespeare, at matched parameter counts and equal CPU training time.
+
+Every model reads a character embedding and predicts the next character at every position of a
+window of CONTEXT characters; windows start at random offsets of the training split (90%, the
+first part of the text) and are scored on VAL_WINDOWS fixed, evenly spaced windows of the
+validation split (the last 10%), in nats per character. The models:
+
+- ``GRU``, ``LSTM``: ``torch.nn``'s, two layers;
+- ``minGRU``, ``minLSTM``: ``companion.models``', two layers (sequential mode: the same function
+  as the scan and faster at this length on one CPU thread);
+- ``transformer``: :class:`TinyTransformer`, two pre-norm blocks of causal self-attention.
+
+All have 63,600 to 67,300 parameters (within 6%), all are trained with Adam at the same learning
+rate (LR, not tuned per model), clipping at 1, batches of BATCH windows, for the same budget of
+CPU_SECONDS of one thread (``time.process_time``, so other processes on a shared machine do not
+shorten a run). The validation loss is recorded every EVAL_EVERY steps, so the table gives both
+views: at equal CPU time (each model's last point) and at an equal number of steps.
+
+``measure_generation`` times one generated character against the length of the context already
+read, and counts the bytes of what each model keeps between characters: a recurrent state of
+fixed size, the transformer's key-value cache of size proportional to the context.
+
+    nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/12_lm_sweep.py
+    nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/12_lm_sweep.py --generation
+
+Outputs: ``book/data/12_lm_sweep.csv`` (model, seed, params, step, cpu_seconds, val_nats) and
+``book/data/12_generation_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from companion import models as cm
+from companion import seed_everything
+from companion.book import load_script
+from companion.data import CharVocab, load_tiny_shakespeare
+
+CONTEXT, BATCH, LR, CLIP = 64, 32, 3e-3, 1.0
+CPU_SECONDS, EVAL_EVERY, VAL_WINDOWS = 15.0, 100, 256
+# The CSV format of chapter 12's sweeps lives in the accuracy sweep; the notebook loads that
+# script first, and a script run on its own loads it here.
+accuracy_sweep = sys.modules.get("accuracy_sweep") or load_script(
+    "accuracy_sweep", "scripts/12_accuracy_sweep.py", Path(__file__).resolve().parents[1]
+)
+
+EMBED = 32
+RECURRENT = {"GRU": 76, "LSTM": 64, "minGRU": 146, "minLSTM": 118}  # hidden sizes
+TRANSFORMER = {"d_model": 48, "n_layers": 2, "n_heads": 4}
+MODELS = (*RECURRENT, "transformer")
+SEEDS = (0, 1, 2, 3, 4)
+DATA = Path(__file__).resolve().parents[1] / "data"
+OUT, OUT_GENERATION = DATA / "12_lm_sweep.csv", DATA / "12_generation_cpu.json"
+
+
+def corpus() -> tuple[CharVocab, torch.Tensor, torch.Tensor, list[str]]:
+    """(vocab, train ids, validation windows (VAL_WINDOWS, CONTEXT + 1), their texts)."""
+    train, val = load_tiny_shakespeare("train"), load_tiny_shakespeare("val")
+    vocab = CharVocab(train)
+    val_ids = vocab.encode(val)
+    starts = torch.linspace(0, len(val_ids) - CONTEXT - 1, VAL_WINDOWS).long()
+    windows = torch.stack([val_ids[s : s + CONTEXT + 1] for s in starts.tolist()])
+    texts = [val[s : s + CONTEXT + 1] for s in starts.tolist()]
+    return vocab, vocab.encode(train), windows, texts
+
+
+class RecurrentLM(nn.Module):
+    """Embedding -> two recurrent layers -> linear head: (N, L) ids -> (N, L, V) scores."""
+
+    def __init__(self, kind: str, vocab_size: int, hidden: int | None = None):
+        super().__init__()
+        H = hidden or RECURRENT[kind]
+        self.embed = nn.Embedding(vocab_size, EMBED)
+        if kind in ("GRU", "LSTM"):
+            self.rnn = getattr(nn, kind)(EMBED, H, 2, batch_first=True)
+        else:
+            layer = cm.MinGRU if kind == "minGRU" else cm.MinLSTM
+            self.rnn = layer(EMBED, H, 2, batch_first=True, mode="sequential")
+        self.head = nn.Linear(H, vocab_size)
+
+    def forward(self, ids: torch.Tensor, state=None):
+        out, state = self.rnn(self.embed(ids), state)
+        return self.head(out), state
+
+
+class Block(nn.Module):
+    """Pre-norm block: x + attention(LN(x)), then x + MLP(LN(x)); the MLP is 4x wide."""
+
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+    def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        N, L, d = x.shape
+        q, k, v = (
+            t.view(N, L, self.heads, -1).transpose(1, 2)
+            for t in self.qkv(self.ln1(x)).chunk(3, dim=-1)
+        )
+        if cache is not None:  # generation: keys and values of every earlier position
+            if cache:
+                k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+            cache[:] = [k, v]
+        # causal when the queries are all the positions; one new query may see every key
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=L == k.size(2) and L > 1)
+        x = x + self.proj(a.transpose(1, 2).reshape(N, L, d))
+        return x + self.mlp(self.ln2(x))
+
+
+class TinyTransformer(nn.Module):
+    """A GPT-style character model: token + learned position embeddings, pre-norm blocks,
+    a final LayerNorm and a linear head. (N, L) ids -> (N, L, V) scores."""
+
+    def __init__(
+        self, vocab_size: int, d_model: int, n_layers: int, n_heads: int, context: int = CONTEXT
+    ):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab_size, d_model), nn.Embedding(context, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_heads) for _ in range(n_layers))
+        self.ln, self.head = nn.LayerNorm(d_model), nn.Linear(d_model, vocab_size)
+
+    def forward(self, ids: torch.Tensor, caches: list | None = None, start: int = 0):
+        positions = torch.arange(start, start + ids.size(1), device=ids.device)
+        x = self.tok(ids) + self.pos(positions)
+        for k, block in enumerate(self.blocks):
+            x = block(x, None if caches is None else caches[k])
+        return self.head(self.ln(x)), caches
+
+
+def build(kind: str, vocab_size: int) -> nn.Module:
+    if kind == "transformer":
+        return TinyTransformer(vocab_size, **TRANSFORMER)
+    return RecurrentLM(kind, vocab_size)
+
+
+def val_nats(model: nn.Module, windows: torch.Tensor) -> float:
+    """Mean cross-entropy (nats per character) over every position of the windows."""
+    model.eval()
+    with torch.no_grad():
+        scores, _ = model(windows[:, :-1])
+        loss = F.cross_entropy(scores.flatten(0, 1), windows[:, 1:].flatten()).item()
+    model.train()
+    return loss
+
+
+def train_lm(
+    kind: str, seed: int, cpu_seconds: float = CPU_SECONDS, max_steps: int | None = None, data=None
+) -> list[dict]:
+    """Train one model for ``cpu_seconds`` of CPU time (or exactly ``max_steps`` steps).
+
+    Returns the curve: a dict (step, cpu_seconds, val_nats) at step 0 and every EVAL_EVERY steps,
+    and at the last step. With ``max_steps`` the run is deterministic on the CPU: the notebook
+    re-runs the first steps of a stored run and compares.
+    """
+    vocab, train_ids, windows, _ = data or corpus()
+    seed_everything(seed)
+    model = build(kind, len(vocab))
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    offsets = torch.Generator().manual_seed(seed)
+    curve = [{"step": 0, "cpu_seconds": 0.0, "val_nats": val_nats(model, windows)}]
+    used, step = 0.0, 0
+    while (used < cpu_seconds) if max_steps is None else (step < max_steps):
+        start = time.process_time()
+        s = torch.randint(0, len(train_ids) - CONTEXT - 1, (BATCH,), generator=offsets)
+        chunk = train_ids[s[:, None] + torch.arange(CONTEXT + 1)]
+        scores, _ = model(chunk[:, :-1])
+        loss = F.cross_entropy(scores.flatten(0, 1), chunk[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        opt.step()
+        used += time.process_time() - start
+        step += 1
+        if step % EVAL_EVERY == 0:
+            curve.append({"step": step, "cpu_seconds": used, "val_nats": val_nats(model, windows)})
+    if curve[-1]["step"] != step:
+        curve.append({"step": step, "cpu_seconds": used, "val_nats": val_nats(model, windows)})
+    return curve
+
+
+def state_bytes(state) -> int:
+    """Bytes of all tensors in a (nested) state or cache."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    return sum(state_bytes(s) for s in state) if state is not None else 0
+
+
+def generation_step_cost(
+    kind: str, context: int, vocab_size: int = 65, steps: int = 20, seed: int = 0
+) -> tuple[float, int]:
+    """(CPU seconds per generated character, bytes kept between characters) after a context of
+    ``context`` characters has been read. Weights are untrained: the cost does not depend on
+    them. The transformer gets position embeddings for the whole context, and its key-value
+    cache is filled with random numbers of the size that reading the context leaves (what one
+    step costs depends on the cache's size, not its values)."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        ids = torch.randint(0, vocab_size, (1, context))
+        if kind == "transformer":
+            model = TinyTransformer(vocab_size, **TRANSFORMER, context=context + steps).eval()
+            d, heads = TRANSFORMER["d_model"], TRANSFORMER["n_heads"]
+            memory: list = [
+                [torch.randn(1, heads, context, d // heads) for _ in "kv"] for _ in model.blocks
+            ]
+            scores, _ = model(ids[:, -1:], memory, start=context - 1)
+            for cache in memory:  # that step appended one entry: back to `context` entries
+                cache[:] = [t[:, :, 1:] for t in cache]
+        else:
+            model = RecurrentLM(kind, vocab_size).eval()
+            scores, memory = model(ids)
+        start = time.process_time()
+        for k in range(steps):
+            next_id = scores[:, -1:].argmax(-1)
+            if kind == "transformer":
+                scores, _ = model(next_id, memory, start=context + k)
+            else:
+                scores, memory = model(next_id, memory)
+        seconds = (time.process_time() - start) / steps
+    return seconds, state_bytes(memory)
+
+
+GENERATION_CONTEXTS = (256, 1024, 4096, 16384)
+GENERATION_MODELS = ("LSTM", "minGRU", "transformer")
+
+
+def measure_generation(rounds: int = 3) -> dict:
+    """Per context and model: median CPU seconds per character (rounds interleaved) and
+    bytes kept."""
+    rows = []
+    for context in GENERATION_CONTEXTS:
+        times = {k: [] for k in GENERATION_MODELS}
+        for _ in range(rounds):
+            for kind in GENERATION_MODELS:
+                seconds, _ = generation_step_cost(kind, context)
+                times[kind].append(seconds)
+        for kind in GENERATION_MODELS:
+            rows.append(
+                {
+                    "context": context,
+                    "model": kind,
+                    "seconds_per_char": statistics.median(times[kind]),
+                    "bytes": generation_step_cost(kind, context, steps=1)[1],
+                }
+            )
+            print(rows[-1], flush=True)
+    return {"rows": rows, "rounds": rounds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--generation", action="store_true", help="only the generation costs")
+    parser.add_argument("--params", action="store_true", help="print parameter counts, exit")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help="a subset of the seeds (to run parts in parallel and join)",
+    )
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.params:
+        for kind in MODELS:
+            print(kind, cm.count_parameters(build(kind, 65)))
+        return
+    if args.generation:
+        load = os.getloadavg()
+        result = measure_generation()
+        result.update(
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            threads=1,
+            torch=torch.__version__,
+            load_average_before=load,
+            load_average_after=os.getloadavg(),
+            clock="time.process_time",
+        )
+        OUT_GENERATION.write_text(json.dumps(result, indent=1) + "\n")
+        return
+    data = corpus()
+    rows = []
+    for seed in args.seeds:
+        for kind in MODELS:
+            curve = train_lm(kind, seed, data=data)
+            params = cm.count_parameters(build(kind, len(data[0])))
+            rows += [{"model": kind, "seed": seed, "params": params, **point} for point in curve]
+            last = curve[-1]
+            print(
+                f"{kind:11s} seed {seed}: {last['step']} steps, {last['val_nats']:.3f} nats "
+                f"({math.exp(last['val_nats']):.2f} perplexity)",
+                flush=True,
+            )
+            accuracy_sweep.write(rows, args.out)
+
+
+if __name__ == "__main__":
+    main()

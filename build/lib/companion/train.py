@@ -1,0 +1,938 @@
+"""A training loop for the book's recurrent models: progress bar, history, TBPTT.
+
+Every chapter trains with the same few lines::
+
+    history = fit(model, train_loader, loss_fn=nn.MSELoss(), optimizer=opt, epochs=20,
+                  val_data=val_loader, clip_grad_norm=1.0)
+    history.plot()
+    save_checkpoint("lstm.pt", model, opt, history, config={"hidden_size": 64})
+
+The loop is deliberately small enough to read in one sitting (as in nanoGPT's ``train.py``); what
+it adds to the textbook loop are the things recurrent networks need: gradient clipping with the
+norm recorded before clipping (exploding gradients show up in ``history["grad_norm"]``), truncated
+backpropagation through time with a carried state (``stateful=True``), closure optimizers such as
+L-BFGS, and a loud failure, with the weights untouched, when the loss or a gradient is not finite.
+Checkpoints live in :mod:`companion.checkpoints`; ``save_checkpoint`` and ``load_checkpoint`` are
+importable from here too.
+
+Batches
+-------
+``train_data`` / ``val_data`` are any *re-iterable* of batches (a ``DataLoader``, a list). A batch
+is a tuple or list whose **last element is the target** ``y`` and whose other elements are the
+model's inputs:
+
+- ``(x, y)`` calls ``model(x)``;
+- ``(padded, lengths, y)`` or ``((padded, lengths), y)`` calls ``model(padded, lengths)``.
+
+A single batch of tensors such as ``(x, y)`` may be passed instead of an iterable (full-batch
+training, as chapter 7 does with L-BFGS). Every tensor of a batch is moved to the device with
+:func:`to_device`, lengths included: ``pack_padded_sequence`` wants its lengths on the CPU, so a
+model that receives lengths calls ``lengths.cpu()`` itself (cheap: they are ``N`` integers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from dataclasses import dataclass
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+from tqdm import tqdm
+
+from companion._checks import check_int
+from companion.checkpoints import load_checkpoint, save_checkpoint
+
+__all__ = [
+    "History",
+    "fit",
+    "evaluate",
+    "predict",
+    "save_checkpoint",
+    "load_checkpoint",
+    "detach_state",
+    "to_device",
+]
+
+#: ``metric(prediction, target) -> number``: the mean over the batch of some score.
+Metric = Callable[[Any, Any], Union[float, Tensor]]
+PathLike = Union[str, "os.PathLike[str]"]
+DeviceLike = Union[str, torch.device, None]
+
+
+# --------------------------------------------------------------------------------------------------
+# History
+# --------------------------------------------------------------------------------------------------
+
+
+class History:
+    """What :func:`fit` records, one ``dict`` per epoch.
+
+    Each record has the keys ``epoch`` (1-based), ``train_loss``, ``val_loss`` (when validation
+    data was given), ``train_<metric>`` or ``val_<metric>`` for every metric, ``grad_norm`` (mean
+    total gradient norm before clipping), ``lr`` and ``time`` (seconds since training started).
+
+    ``history["train_loss"]`` is the list of values over epochs (NaN where a record lacks the key),
+    ``history[-1]`` the last record, ``len(history)`` the number of epochs recorded.
+    """
+
+    def __init__(
+        self, records: Iterable[Mapping[str, Any]] | None = None, interrupted: bool = False
+    ) -> None:
+        self.records: list[dict[str, Any]] = [dict(r) for r in (records or [])]
+        #: True when the last :func:`fit` that wrote to this history was stopped by Ctrl-C.
+        self.interrupted: bool = bool(interrupted)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    def __getitem__(self, key: str | int) -> Any:
+        if isinstance(key, str):
+            if not any(key in r for r in self.records):
+                raise KeyError(f"History: no record has the key {key!r}; keys are {self.keys()}")
+            return [r.get(key, math.nan) for r in self.records]
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+            return self.records[int(key)]  # numpy integers too: the package's one rule
+        raise TypeError(
+            f"History: expected a key (str) or an epoch position (int), got {type(key).__name__}"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, History):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        flag = ", interrupted" if self.interrupted else ""
+        return f"History({len(self)} epochs, keys={self.keys()}{flag})"
+
+    def keys(self) -> list[str]:
+        """All keys that occur in some record, in first-seen order."""
+        seen: dict[str, None] = {}
+        for record in self.records:
+            seen.update(dict.fromkeys(record))
+        return list(seen)
+
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Add the record of one epoch."""
+        self.records.append(dict(record))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (dicts, lists, str, int, float, bool) that ``torch.load(weights_only=True)``
+        and ``json`` both accept."""
+        return {
+            "records": [{str(k): _plain_number(v, k) for k, v in r.items()} for r in self.records],
+            "interrupted": bool(self.interrupted),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> History:
+        """Inverse of :meth:`to_dict`."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("records"), list):
+            raise ValueError(
+                f"History.from_dict: expected a dict with a 'records' list, got {_describe(data)}"
+            )
+        return cls(data["records"], interrupted=bool(data.get("interrupted", False)))
+
+    def plot(self, ax: Any = None, log: bool = False, label: str | None = None) -> Any:
+        """Draw the loss curves with :func:`companion.plots.plot_history`; returns what it returns.
+
+        ``label`` (e.g. ``"LSTM"``) names the model in the legend and gives both curves its colour,
+        so several histories can share one Axes."""
+        from companion import plots  # lazy: importing matplotlib is slow and training needs none
+
+        return plots.plot_history(self, ax=ax, log=log, label=label)
+
+
+def _plain_number(value: Any, key: str) -> int | float | str | bool:
+    if isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, Tensor):
+        return value.item()
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"History: expected a number for {key!r}, got {_describe(value)}") from err
+
+
+# --------------------------------------------------------------------------------------------------
+# Small helpers: devices, states, batches
+# --------------------------------------------------------------------------------------------------
+
+
+def to_device(obj: Any, device: DeviceLike) -> Any:
+    """Move every tensor inside ``obj`` (a tensor, ``PackedSequence``, or a tuple, list or dict
+    nesting them) to ``device``; anything else is returned unchanged.
+
+    All tensors move, lengths included; see the module docstring for packed sequences.
+    """
+    device = torch.device(device) if device is not None else None
+    if device is None:
+        return obj
+    if isinstance(obj, Tensor):
+        # non_blocking only host -> GPU: a GPU -> host copy must finish before the CPU reads it.
+        return obj.to(device, non_blocking=device.type == "cuda" and obj.device.type == "cpu")
+    if isinstance(obj, PackedSequence):
+        return obj.to(device)  # keeps batch_sizes on the CPU, as torch requires
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
+        return type(obj)(*(to_device(o, device) for o in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+def detach_state(state: Any) -> Any:
+    """Cut the autograd history of a recurrent state, keeping its values.
+
+    Truncated BPTT carries the last state of one chunk into the next; detaching it stops the
+    backward pass at the chunk boundary instead of running back to the start of the sequence.
+
+    Args:
+        state: ``None``, a tensor such as ``h`` of shape ``(num_layers, N, H)``, or a tuple, list
+            or dict of them such as an LSTM's ``(h, c)``.
+
+    Returns:
+        The same structure with every tensor detached (``None`` stays ``None``).
+    """
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(detach_state(s) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    if isinstance(state, dict):
+        return {k: detach_state(v) for k, v in state.items()}
+    raise TypeError(
+        f"detach_state: expected a tensor, a tuple/list/dict of tensors or None, "
+        f"got {type(state).__name__}"
+    )
+
+
+def _describe(obj: Any) -> str:
+    if isinstance(obj, Tensor):
+        return f"a tensor of shape {tuple(obj.shape)}"
+    if isinstance(obj, (tuple, list)):
+        return f"a {type(obj).__name__} of length {len(obj)}"
+    return f"a {type(obj).__name__}"
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _resolve_device(model: nn.Module, device: DeviceLike) -> torch.device:
+    if device is None:
+        return _model_device(model)
+    device = torch.device(device)
+    model.to(device)
+    return device
+
+
+def _as_batches(data: Any, where: str, name: str, epochs: int = 1) -> Iterable[Any]:
+    if data is None:
+        raise TypeError(f"{where}: expected {name} to be an iterable of (x, y) batches, got None")
+    # A tuple/list of tensors cannot be a list of batches (a batch is a pair), so it is one batch.
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) >= 2
+        and all(isinstance(d, Tensor) for d in data)
+    ):
+        return [data]
+    if isinstance(data, Tensor):
+        raise TypeError(
+            f"{where}: expected {name} to be (x, y) or an iterable of (x, y) batches, "
+            f"got {_describe(data)} (where is the target?)"
+        )
+    if not isinstance(data, Iterable):
+        raise TypeError(
+            f"{where}: expected {name} to be an iterable of (x, y) batches, got {_describe(data)}"
+        )
+    if epochs > 1 and isinstance(data, Iterator):
+        raise TypeError(
+            f"{where}: expected {name} to be re-iterable (a list or DataLoader), got "
+            f"an iterator ({type(data).__name__}), which the first epoch would exhaust"
+        )
+    return data
+
+
+def _split_batch(batch: Any, where: str) -> tuple[tuple[Any, ...], Any]:
+    """``(x1, ..., xk, y)`` -> ``((x1, ..., xk), y)``; ``((x1, ..., xk), y)`` likewise."""
+    if not isinstance(batch, (tuple, list)) or isinstance(batch, PackedSequence) or len(batch) < 2:
+        raise TypeError(
+            f"{where}: expected each batch to be (x, y) or (x1, ..., xk, y), got {_describe(batch)}"
+        )
+    *inputs, target = batch
+    if (
+        len(inputs) == 1
+        and isinstance(inputs[0], (tuple, list))
+        and not isinstance(inputs[0], PackedSequence)
+    ):
+        inputs = list(inputs[0])
+    return tuple(inputs), target
+
+
+def _batch_size(y: Any) -> int:
+    """Number of samples in a target, to weight per-batch means: its first dimension."""
+    if isinstance(y, PackedSequence):
+        return int(y.batch_sizes[0])
+    if isinstance(y, Tensor):
+        return int(y.shape[0]) if y.ndim > 0 else 1
+    if isinstance(y, (tuple, list)) and y:
+        return _batch_size(y[0])
+    return 1
+
+
+def _forward(
+    model: nn.Module, inputs: tuple[Any, ...], state: Any, stateful: bool, where: str
+) -> tuple[Any, Any]:
+    if not stateful:
+        return model(*inputs), None
+    out = model(*inputs, state)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise TypeError(
+            f"{where}: stateful=True expects model(x, state) to return "
+            f"(prediction, state), got {_describe(out)}"
+        )
+    return out[0], out[1]
+
+
+def _scalar(value: Any, what: str) -> float:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"expected {what} to be a scalar, got {_describe(value)}")
+        return float(value.item())
+    try:
+        return float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"expected {what} to be a number or a scalar tensor, got {_describe(value)}"
+        ) from err
+
+
+def _for_metric(pred: Any) -> Any:
+    # Under autocast the prediction may be bfloat16/float16; metrics should not have to care.
+    if isinstance(pred, Tensor):
+        pred = pred.detach()
+        return pred.float() if pred.is_floating_point() and pred.dtype != torch.float64 else pred
+    return pred
+
+
+def _check_metrics(metrics: Mapping[str, Metric] | None, where: str) -> dict[str, Metric]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping) or not all(
+        isinstance(k, str) and callable(v) for k, v in metrics.items()
+    ):
+        raise TypeError(
+            f"{where}: expected metrics to be a dict of name -> callable(pred, y), got {metrics!r}"
+        )
+    return dict(metrics)
+
+
+# --------------------------------------------------------------------------------------------------
+# Mixed precision
+# --------------------------------------------------------------------------------------------------
+
+
+def _make_grad_scaler() -> Any:
+    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
+        return torch.amp.GradScaler("cuda")
+    return torch.cuda.amp.GradScaler()  # pragma: no cover - old torch
+
+
+def _amp_setup(
+    amp: bool | torch.dtype, device: torch.device, use_closure: bool
+) -> tuple[torch.dtype | None, Any]:
+    """The autocast dtype (``None``: float32) and the ``GradScaler`` (float16 only) for ``amp``."""
+    if amp is False or amp is None:
+        return None, None
+    if amp is True:
+        dtype = None
+    elif amp in (torch.float16, torch.bfloat16):
+        dtype = amp
+    else:
+        raise TypeError(
+            f"fit: expected amp to be True, False, torch.bfloat16 or torch.float16, got {amp!r}"
+        )
+    if device.type != "cuda":
+        # CPU autocast to bfloat16 exists, but it is slow for recurrent layers on most CPUs and
+        # changes the numbers the book prints; float32 keeps CPU runs exact and comparable.
+        warnings.warn(
+            f"fit: amp=True has an effect on CUDA only; training in float32 on {device}",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None, None
+    if use_closure:
+        # L-BFGS line searches compare losses to a few digits: low precision breaks them.
+        warnings.warn(
+            "fit: amp is not used with closure optimizers such as L-BFGS; training in float32",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None, None
+    if dtype is None:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # bfloat16 has float32's exponent range, so only float16 needs loss scaling.
+    return dtype, (_make_grad_scaler() if dtype == torch.float16 else None)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training: argument checks, one step, one epoch, the loop
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """What every step of one :func:`fit` needs, checked once by :func:`_prepare_run`."""
+
+    model: nn.Module
+    loss_fn: Callable[[Any, Any], Tensor]
+    optimizer: torch.optim.Optimizer
+    params: list[nn.Parameter]
+    param_names: list[str]
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    scaler: Any
+    clip: float | None
+    stateful: bool
+    use_closure: bool
+    metrics: dict[str, Metric]
+
+
+def _check_clip(clip_grad_norm: Any) -> float | None:
+    if clip_grad_norm is None:
+        return None
+    is_number = isinstance(clip_grad_norm, numbers.Real) and not isinstance(clip_grad_norm, bool)
+    if not is_number or not math.isfinite(clip_grad_norm) or clip_grad_norm <= 0:
+        raise ValueError(
+            f"fit: expected clip_grad_norm to be a positive number or None, got "
+            f"{type(clip_grad_norm).__name__} {clip_grad_norm!r}"
+        )
+    return float(clip_grad_norm)
+
+
+def _check_not_empty(data: Iterable[Any], name: str) -> None:
+    """Refuse data without a single batch now, not after an epoch of training."""
+    if isinstance(data, Sized):
+        empty = len(data) == 0
+    else:  # re-iterable (checked before): a fresh iterator costs one batch
+        empty = next(iter(data), _NOTHING) is _NOTHING
+    if empty:
+        raise ValueError(f"fit: {name} yielded no batches; expected at least one")
+
+
+_NOTHING = object()
+
+
+def _parameter_names(model: nn.Module, params: list[nn.Parameter]) -> list[str]:
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [names.get(id(p), f"optimizer parameter {i}") for i, p in enumerate(params)]
+
+
+def _prepare_run(
+    model: nn.Module,
+    optimizer: Any,
+    loss_fn: Any,
+    clip_grad_norm: Any,
+    device: DeviceLike,
+    metrics: Any,
+    stateful: bool,
+    amp: Any,
+    closure: bool | None,
+) -> _Run:
+    if not callable(loss_fn):
+        raise TypeError(f"fit: expected loss_fn to be callable(prediction, y), got {loss_fn!r}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"fit: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    clip = _check_clip(clip_grad_norm)
+    metrics = _check_metrics(metrics, "fit")
+    device = _resolve_device(model, device)
+    use_closure = isinstance(optimizer, torch.optim.LBFGS) if closure is None else bool(closure)
+    amp_dtype, scaler = _amp_setup(amp, device, use_closure)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    names = _parameter_names(model, params)
+    return _Run(
+        model,
+        loss_fn,
+        optimizer,
+        params,
+        names,
+        device,
+        amp_dtype,
+        scaler,
+        clip,
+        stateful,
+        use_closure,
+        metrics,
+    )
+
+
+def _grad_norm(run: _Run, where: str) -> Tensor:
+    """Total 2-norm of all gradients before clipping, clipping them to ``run.clip`` if set.
+
+    Unless a ``GradScaler`` skips such steps itself, a non-finite norm raises (see
+    :func:`_nonfinite_grads`) before the gradients are clipped or any weight moves."""
+    grads = [p.grad for p in run.params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    check = run.scaler is None
+    if run.clip is not None:
+        try:  # error_if_nonfinite checks before it scales the gradients
+            return torch.nn.utils.clip_grad_norm_(run.params, run.clip, error_if_nonfinite=check)
+        except RuntimeError as err:
+            if "non-finite" not in str(err):
+                raise
+            raise _nonfinite_grads(run, _total_norm(grads).item(), where) from None
+    norm = _total_norm(grads)
+    if check and not torch.isfinite(norm):
+        raise _nonfinite_grads(run, norm.item(), where)
+    return norm
+
+
+def _total_norm(grads: list[Tensor]) -> Tensor:
+    norms = [torch.linalg.vector_norm(g.detach(), 2.0) for g in grads]
+    return torch.linalg.vector_norm(torch.stack(norms), 2.0)
+
+
+def _nonfinite_grads(run: _Run, norm: float, where: str) -> FloatingPointError:
+    bad = [
+        name
+        for p, name in zip(run.params, run.param_names)
+        if p.grad is not None and not torch.isfinite(p.grad).all()
+    ]
+    return FloatingPointError(
+        f"fit: the gradient norm became {norm} at {where}, with non-finite gradients in "
+        f"{', '.join(bad) or 'no single parameter (the sum overflowed)'}; the weights are as they "
+        f"were before this step. Look for an operation without a finite derivative at some input "
+        f"(sqrt or log at 0), or try a lower learning rate or clip_grad_norm=1.0"
+    )
+
+
+def _nonfinite_loss(value: float, where: str, clip: float | None) -> FloatingPointError:
+    advice = (
+        "try a lower learning rate"
+        if clip is not None
+        else "try a lower learning rate or clip_grad_norm=1.0"
+    )
+    return FloatingPointError(f"fit: the training loss became {value} at {where}; {advice}")
+
+
+def _forward_loss(
+    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, where: str
+) -> tuple[Tensor, float, Any, Any]:
+    """Zero the grads, run the model on one batch, and refuse a non-finite loss."""
+    run.optimizer.zero_grad(set_to_none=True)
+    with _autocast(run.device, run.amp_dtype):
+        pred, new_state = _forward(run.model, inputs, state, run.stateful, "fit")
+        loss = run.loss_fn(pred, y)
+    value = _scalar(loss, "the value of loss_fn")
+    if not math.isfinite(value):
+        raise _nonfinite_loss(value, where, run.clip)
+    return loss, value, pred, new_state
+
+
+def _train_step(
+    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, where: str
+) -> tuple[float, Any, Any, Tensor]:
+    """One optimizer step on one batch: with a closure (L-BFGS), a ``GradScaler`` (float16), or
+    plainly. Returns the loss, the prediction, the model's new state and the gradient norm.
+
+    A non-finite loss or gradient raises ``FloatingPointError`` with the weights as they were
+    before the step: the plain and scaler steps check before ``optimizer.step()``; a closure step
+    may have moved the weights during its line search, so they are put back."""
+    if run.use_closure:
+        evaluations: list[tuple[float, Any, Any, Tensor]] = []
+
+        def step_closure() -> Tensor:
+            loss, value, pred, new_state = _forward_loss(run, inputs, y, state, where)
+            loss.backward()
+            evaluations.append((value, pred, new_state, _grad_norm(run, where)))
+            return loss
+
+        before = [p.detach().clone() for p in run.params]
+        try:
+            run.optimizer.step(step_closure)
+        except BaseException:
+            with torch.no_grad():
+                for p, saved in zip(run.params, before):
+                    p.copy_(saved)
+            raise
+        value, pred, _, norm = evaluations[0]  # the loss and norm where the step started
+        return value, pred, evaluations[-1][2], norm  # the state where it ended
+
+    loss, value, pred, new_state = _forward_loss(run, inputs, y, state, where)
+    if run.scaler is not None:
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)  # so the norm and the clipping see true grads
+        norm = _grad_norm(run, where)
+        run.scaler.step(run.optimizer)  # skipped if the grads overflowed
+        run.scaler.update()
+    else:
+        loss.backward()
+        norm = _grad_norm(run, where)
+        run.optimizer.step()
+    return value, pred, new_state, norm
+
+
+@contextlib.contextmanager
+def _short_batch_hint(
+    stateful: bool, n: int, previous: int | None, index: int, where: str
+) -> Iterator[None]:
+    """A carried state has the previous batch's size. When the model fails on a batch of another
+    size, say so: the model's own error rarely mentions the state it was given."""
+    try:
+        yield
+    except (RuntimeError, ValueError) as err:
+        if not stateful or previous is None or n == previous:
+            raise
+        raise ValueError(
+            f"{where}: stateful=True carries the state from batch to batch, and batch {index} "
+            f"has {n} samples after batches of {previous} (a short last batch?). Use "
+            f"DataLoader(..., drop_last=True) or a batch size that divides the number of "
+            f"sequences. The model said: {err}"
+        ) from err
+
+
+def _train_epoch(
+    run: _Run, train_data: Iterable[Any], epoch: int, progress: _Progress, with_metrics: bool
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """One pass over ``train_data``: the epoch's losses and metrics, and its step statistics
+    (mean gradient norm, learning rate), which go after the validation scores in the record."""
+    run.model.train()
+    state, previous = None, None  # each epoch starts the sequences afresh
+    loss_sum, count = 0.0, 0
+    metric_sums = dict.fromkeys(run.metrics, 0.0) if with_metrics else {}
+    norms: list[Tensor] = []
+    # Epochs and batches are counted from 1 in every message, as in History and the progress bar.
+    for index, batch in enumerate(train_data, start=1):
+        progress.batch = index
+        inputs, y = _split_batch(batch, "fit")
+        inputs, y = to_device(inputs, run.device), to_device(y, run.device)
+        n = _batch_size(y)
+        with _short_batch_hint(run.stateful, n, previous, index, "fit"):
+            value, pred, new_state, norm = _train_step(
+                run, inputs, y, state, f"epoch {epoch}, batch {index}"
+            )
+        previous = n
+        state = detach_state(new_state) if run.stateful else None
+        loss_sum += value * n
+        count += n
+        norms.append(norm.detach().float().cpu())  # the loss's .item() synced already
+        with torch.no_grad():
+            for name in metric_sums:
+                score = run.metrics[name](_for_metric(pred), y)
+                metric_sums[name] += _scalar(score, f"metric {name!r}") * n
+    if count == 0:
+        raise ValueError(f"fit: train_data yielded no batches in epoch {epoch}")
+    norm_values = torch.stack(norms)
+    norm_values = norm_values[torch.isfinite(norm_values)]  # steps a GradScaler skipped
+    record: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / count}
+    record.update({f"train_{k}": s / count for k, s in metric_sums.items()})
+    steps = {
+        "grad_norm": norm_values.mean().item() if norm_values.numel() else math.nan,
+        "lr": float(run.optimizer.param_groups[0]["lr"]),
+    }
+    return record, steps
+
+
+@dataclass
+class _Progress:
+    """Where the loop is, for the messages of an interrupted or failed run."""
+
+    epoch: int
+    batch: int = -1
+    phase: str = "training"
+
+    def describe(self) -> str:
+        at = f"batch {self.batch}" if self.phase == "training" else self.phase
+        return f"epoch {self.epoch} ({at})"
+
+
+def _step_scheduler(scheduler: Any, record: Mapping[str, Any]) -> None:
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(record.get("val_loss", record["train_loss"]))
+    else:
+        scheduler.step()
+
+
+def fit(
+    model: nn.Module,
+    train_data: Iterable[Any],
+    *,
+    loss_fn: Callable[[Any, Any], Tensor],
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    val_data: Iterable[Any] | None = None,
+    clip_grad_norm: float | None = None,
+    device: DeviceLike = None,
+    metrics: Mapping[str, Metric] | None = None,
+    progress: bool = True,
+    stateful: bool = False,
+    amp: bool | torch.dtype = False,
+    scheduler: Any = None,
+    closure: bool | None = None,
+    history: History | None = None,
+) -> History:
+    """Train ``model`` for ``epochs`` passes over ``train_data`` and return the :class:`History`.
+
+    Args:
+        model: called as ``model(x)`` (or ``model(x1, ..., xk)``, see the module docstring) and
+            returning the prediction; with ``stateful=True`` called as ``model(x, state)`` and
+            returning ``(prediction, state)``.
+        train_data: re-iterable of batches ``(x, y)``, e.g. a ``DataLoader`` yielding
+            x ``(N, L, H_in)`` and y ``(N, ...)``; or a single batch ``(x, y)`` of tensors.
+        loss_fn: ``loss_fn(prediction, y) -> scalar tensor``, a batch mean (``nn.MSELoss()``).
+        optimizer: any ``torch.optim`` optimizer; ``torch.optim.LBFGS`` is stepped with a closure.
+        epochs: number of passes over ``train_data`` (an int >= 0).
+        val_data: batches to compute ``val_loss`` (and ``val_<metric>``) on after every epoch;
+            it must hold at least one batch.
+        clip_grad_norm: clip the total gradient norm to this positive number
+            (``clip_grad_norm_``).
+        device: where to train; the model is moved there. Default: the device of the model's
+            first parameter, so ``model.to(device)`` before ``fit`` is all it takes.
+        metrics: ``{name: metric(prediction, y) -> float}``, batch means. Computed on ``val_data``
+            after each epoch (``val_<name>``) or, without it, as a running mean over the training
+            batches of the epoch (``train_<name>``, as Keras does: no extra pass).
+        progress: show one ``tqdm`` bar over epochs (on stderr) with the last losses.
+        stateful: truncated BPTT. The state returned for one batch is detached and passed to the
+            model with the next batch; it is reset to ``None`` at the start of every epoch (and of
+            the validation pass). Batches must then be consecutive chunks of the same sequences,
+            as ``companion.data.lm_batches`` yields them, all of one size.
+        amp: mixed precision on CUDA: ``True`` autocasts to bfloat16 where the GPU supports it,
+            else to float16 with a ``GradScaler``; ``torch.float16`` / ``torch.bfloat16`` choose.
+            On the CPU or MPS it warns and trains in float32 (CPU bfloat16 autocast is slow for
+            recurrent layers and would change the book's printed numbers).
+        scheduler: a learning-rate scheduler stepped once per epoch, after validation;
+            ``ReduceLROnPlateau`` is given ``val_loss`` (``train_loss`` without validation).
+        closure: step with ``optimizer.step(closure)``; ``None`` means "if the optimizer is
+            ``torch.optim.LBFGS``". The recorded loss and gradient norm are those of the first
+            evaluation, at the parameters the step started from.
+        history: a history to append to (resuming training); epochs and times continue from its
+            last record. To resume exactly, restore it with :func:`load_checkpoint`
+            (``restore_rng=True``, with the scheduler).
+
+    Returns:
+        The history, one record per completed epoch (see :class:`History`); ``lr`` is the learning
+        rate the epoch's last step used, ``grad_norm`` the mean over the epoch's steps of the total
+        gradient norm before clipping (steps a float16 ``GradScaler`` skipped for overflow are left
+        out). On Ctrl-C the epochs completed so far are returned with ``interrupted=True``.
+
+    Raises:
+        FloatingPointError: when a training loss or the gradient norm is NaN or infinite, naming
+            epoch and batch (and the parameters whose gradients are not finite); the parameters
+            are left as they were before that batch's step, with every optimizer (with a
+            ``GradScaler``, non-finite gradients are its business: it skips the step).
+        ValueError: for a stateful run whose batches change size, and for empty data.
+
+        Whatever the error, the epochs completed before it are kept: in ``history`` if one was
+        passed in, and always as the ``history`` attribute of the raised exception.
+    """
+    epochs = check_int("fit", "epochs", epochs, minimum=0)
+    run = _prepare_run(
+        model, optimizer, loss_fn, clip_grad_norm, device, metrics, stateful, amp, closure
+    )
+    train_data = _as_batches(train_data, "fit", "train_data", epochs)
+    if val_data is not None:
+        val_data = _as_batches(val_data, "fit", "val_data", epochs)
+        _check_not_empty(val_data, "val_data")
+    if epochs:
+        _check_not_empty(train_data, "train_data")
+
+    history = History() if history is None else history
+    history.interrupted = False
+    epoch_offset = int(history[-1]["epoch"]) if len(history) else 0
+    time_offset = float(history[-1].get("time", 0.0)) if len(history) else 0.0
+    start = time.perf_counter()
+    was_training = model.training
+    # 80 columns, the width of the book's pages: tqdm narrows the bar to fit.
+    bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not progress, ncols=80)
+    where = _Progress(epoch_offset)
+    try:
+        for epoch in range(epoch_offset + 1, epoch_offset + epochs + 1):
+            where.epoch, where.phase = epoch, "training"
+            record, steps = _train_epoch(run, train_data, epoch, where, val_data is None)
+            if val_data is not None:
+                where.phase = "validation"
+                scores = evaluate(
+                    model,
+                    val_data,
+                    loss_fn=loss_fn,
+                    metrics=run.metrics,
+                    device=run.device,
+                    stateful=stateful,
+                )
+                record.update({f"val_{k}": v for k, v in scores.items()})
+            record.update(steps)
+            if scheduler is not None:
+                where.phase = "the scheduler step"
+                _step_scheduler(scheduler, record)
+            record["time"] = time_offset + time.perf_counter() - start
+            history.append(record)
+            losses = {"loss": record["train_loss"], "val_loss": record.get("val_loss")}
+            postfix = {k: f"{v:.3g}" for k, v in losses.items() if v is not None}
+            bar.set_postfix(postfix, refresh=False)
+            bar.update(1)
+    except KeyboardInterrupt:
+        history.interrupted = True
+        bar.close()
+        done = len(history) - epoch_offset
+        print(
+            f"fit: interrupted in {where.describe()}; returning the history of the "
+            f"{done} completed epoch{'s' if done != 1 else ''} (history.interrupted = True)"
+        )
+    except Exception as err:
+        with contextlib.suppress(AttributeError):  # a few C-level exceptions take no attributes
+            err.history = history  # type: ignore[attr-defined]
+        raise
+    finally:
+        bar.close()
+        model.train(was_training)
+    return history
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation and prediction
+# --------------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    model: nn.Module,
+    data: Iterable[Any],
+    *,
+    loss_fn: Callable[[Any, Any], Tensor],
+    metrics: Mapping[str, Metric] | None = None,
+    device: DeviceLike = None,
+    stateful: bool = False,
+) -> dict[str, float]:
+    """Mean loss and metrics of ``model`` over ``data``, without gradients and in eval mode.
+
+    Args:
+        model, loss_fn, metrics, device, stateful: as in :func:`fit`.
+        data: re-iterable of ``(x, y)`` batches, or one batch ``(x, y)`` of tensors.
+
+    Returns:
+        ``{"loss": ..., **{name: ...}}``: per-batch values averaged with weights the batch sizes
+        (the first dimension of ``y``), so a short last batch counts for what it holds. The
+        model's train/eval mode is restored afterwards.
+    """
+    where = "evaluate"
+    metrics = _check_metrics(metrics, where)
+    batches = _as_batches(data, where, "data")
+    device = _resolve_device(model, device)
+    was_training = model.training
+    model.eval()
+    sums = dict.fromkeys(["loss", *metrics], 0.0)
+    count = 0
+    try:
+        with torch.no_grad():
+            state, previous = None, None
+            for index, batch in enumerate(batches):
+                inputs, y = _split_batch(batch, where)
+                inputs, y = to_device(inputs, device), to_device(y, device)
+                n = _batch_size(y)
+                with _short_batch_hint(stateful, n, previous, index, where):
+                    pred, new_state = _forward(model, inputs, state, stateful, where)
+                previous = n
+                state = new_state if stateful else None
+                sums["loss"] += _scalar(loss_fn(pred, y), "the value of loss_fn") * n
+                for name, metric in metrics.items():
+                    sums[name] += _scalar(metric(_for_metric(pred), y), f"metric {name!r}") * n
+                count += n
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("evaluate: data yielded no batches")
+    return {name: total / count for name, total in sums.items()}
+
+
+def _predict_inputs(batch: Any) -> tuple[Any, ...]:
+    if isinstance(batch, (Tensor, PackedSequence)):
+        return (batch,)
+    if isinstance(batch, (tuple, list)) and len(batch) == 1:
+        only = batch[0]
+        if isinstance(only, (tuple, list)) and not isinstance(only, PackedSequence):
+            return tuple(only)
+        return (only,)
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return _split_batch(batch, "predict")[0]
+    raise TypeError(f"predict: expected each batch to be x, (x,) or (x, y), got {_describe(batch)}")
+
+
+def predict(
+    model: nn.Module,
+    x_or_data: Tensor | Iterable[Any],
+    *,
+    device: DeviceLike = None,
+    stateful: bool = False,
+    dim: int = 0,
+) -> Tensor:
+    """Predictions of ``model`` in eval mode without gradients, gathered on the CPU.
+
+    Args:
+        model: as in :func:`fit`. If it returns a tuple (``nn.LSTM`` returns
+            ``(output, (h_n, c_n))``, a stateful model ``(prediction, state)``), its first element
+            is the prediction.
+        x_or_data: one input tensor, e.g. ``(N, L, H_in)``, or an iterable of batches, each ``x``,
+            ``(x,)`` (a ``DataLoader`` over ``TensorDataset(x)``) or ``(x, y)`` whose ``y`` is
+            ignored. A tuple/list batch of two or more elements follows :func:`fit`'s rule (last
+            element is the target), so inputs such as ``(padded, lengths)`` come as
+            ``((padded, lengths),)`` or ``((padded, lengths), y)``.
+        device: as in :func:`fit`.
+        stateful: carry the (detached) state from batch to batch, starting from ``None``.
+        dim: the dimension to concatenate batches along (``1`` for time-major ``(L, N, ...)``).
+
+    Returns:
+        The predictions of all batches concatenated along ``dim``, on the CPU.
+    """
+    device = _resolve_device(model, device)
+    batches: Iterable[Any] = [x_or_data] if isinstance(x_or_data, Tensor) else x_or_data
+    was_training = model.training
+    model.eval()
+    outputs: list[Tensor] = []
+    try:
+        with torch.no_grad():
+            state = None
+            for batch in batches:
+                inputs = to_device(_predict_inputs(batch), device)
+                if stateful:
+                    pred, state = _forward(model, inputs, state, True, "predict")
+                else:
+                    pred = model(*inputs)
+                    if isinstance(pred, (tuple, list)) and not isinstance(pred, PackedSequence):
+                        pred = pred[0]
+                if not isinstance(pred, Tensor):
+                    raise TypeError(
+                        f"predict: expected the model to return a tensor, got {_describe(pred)}"
+                    )
+                outputs.append(pred.detach().cpu())
+    finally:
+        model.train(was_training)
+    if not outputs:
+        raise ValueError("predict: x_or_data yielded no batches")
+    return torch.cat(outputs, dim=dim)
