@@ -20,16 +20,21 @@ NB ?= $(NOTEBOOKS)
 export JUPYTER_PATH := $(CURDIR)/$(VENV)/share/jupyter
 # Hash randomisation off, so any set or dict order a notebook prints repeats.
 export PYTHONHASHSEED := 0
-# One intra-op thread when executing and when comparing notebooks: the stored outputs then repeat
-# bit for bit on any machine, whatever its core count (a few chapters' L-BFGS and clipping runs
-# differ in the last digits between 1 and 2 threads), and tiny models run faster on one thread.
+# One intra-op thread when executing and when comparing notebooks (tiny models run faster on one
+# thread). What nbval compares does not depend on it: README.md, "What the tests check".
 export OMP_NUM_THREADS := 1
+# The claims step runs every notebook again at this thread count, with the default arithmetic.
+CLAIMS_THREADS ?= 2
+ARCH := $(shell uname -m)
 
-.PHONY: help setup lint test test-unit test-notebooks test-site book book-strict execute clean
+.PHONY: help setup lint test test-unit test-notebooks test-claims test-latest test-site book \
+	book-strict execute clean
 
 help:
 	@echo "make book     build the HTML book (sets up .venv first)"
-	@echo "make test     run ruff, pytest, nbval over every notebook and the strict book build"
+	@echo "make test     run ruff, pytest, nbval over every notebook, every notebook's asserts"
+	@echo "              at $(CLAIMS_THREADS) threads, the strict book build and the site in a browser"
+	@echo "make test-latest  every notebook as on Colab: newest torch, numpy, matplotlib (network)"
 	@echo "make lint     ruff check and ruff format --check (notebooks at 80 columns)"
 	@echo "make execute  re-run notebooks in place (NB=book/xx.ipynb for one)"
 
@@ -51,7 +56,7 @@ $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
-test: lint test-unit test-notebooks book-strict test-site
+test: lint test-unit test-notebooks test-claims book-strict test-site
 
 # Code at 100 columns; notebooks at 80, the width the HTML shows without scrolling.
 LINT_PATHS := companion tests benchmarks book/scripts
@@ -64,9 +69,42 @@ lint: $(STAMP)
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/ --ignore=tests/site -q
 
+# The replay: every notebook runs and every compared output must equal the stored one. Only
+# outputs that are the same on every x86-64 CPU are compared (README.md); other processors skip it.
 test-notebooks: $(STAMP)
-	$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=300 \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg -q book/
+	@if [ "$(ARCH)" != x86_64 ]; then \
+		echo "make: exact replay of stored outputs skipped on $(ARCH) (stored on x86-64);" \
+			"every assert still runs in test-claims"; \
+	else \
+		$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=300 \
+			--nbval-sanitize-with tests/nbval_sanitize.cfg -q book/; \
+	fi
+
+# The claims, anywhere: every notebook again, at $(CLAIMS_THREADS) threads and whatever arithmetic
+# this CPU picks by default; only errors count, so every assert of every chapter must hold.
+test-claims: $(STAMP)
+	OMP_NUM_THREADS=$(CLAIMS_THREADS) $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=300 -q book/
+
+# The reader's environment (needs the network; not part of make test): a fresh venv with the newest
+# torch, numpy and matplotlib and no pins, companion installed by each chapter's own setup cell
+# from this checkout's HEAD (commit first) with google.colab faked, every notebook run from an
+# empty folder, the time per chapter printed. PIP_CONFIG_FILE=/dev/null: no local caps or indexes.
+LATEST := .venv-latest
+LATEST_PYTHON ?= $(PYTHON)
+test-latest:
+	rm -rf $(LATEST)
+	$(LATEST_PYTHON) -m venv $(LATEST)
+	PIP_CONFIG_FILE=/dev/null $(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	PIP_CONFIG_FILE=/dev/null $(LATEST)/bin/python -m pip install --quiet --upgrade \
+		torch numpy matplotlib tqdm ipykernel nbclient nbformat setuptools
+	$(LATEST)/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(LATEST)/bin/python -c "import sys, torch, numpy, matplotlib; print('test-latest: Python', \
+		sys.version.split()[0], '| torch', torch.__version__, '| numpy', numpy.__version__, \
+		'| matplotlib', matplotlib.__version__)"
+	JUPYTER_PATH=$(CURDIR)/$(LATEST)/share/jupyter OMP_NUM_THREADS=$(CLAIMS_THREADS) \
+		PIP_CONFIG_FILE=/dev/null $(LATEST)/bin/python tests/replay/execute.py --colab \
+		_build/latest
 
 book: $(STAMP)
 	$(BIN)/jupyter-book build --builder html .

@@ -157,6 +157,7 @@ def test_the_installed_package_serves_the_book_files_in_an_empty_folder(tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     package = f"{DISTRIBUTION} @ git+file://localhost{ROOT}@main"
     install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    install += ["--no-build-isolation"]  # setuptools from this venv: no index needed
     subprocess.run(install + ["--target", str(site), package], env=env, check=True, timeout=300)
 
     code = f"NAMES = {BOOK_FILES!r}\nSITE = {str(site)!r}\n{EMPTY_FOLDER_RUNNER}"

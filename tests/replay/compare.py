@@ -32,20 +32,24 @@ def sanitizers(path: Path = ROOT / "tests" / "nbval_sanitize.cfg") -> list[tuple
 
 
 def _texts(cell, patterns: list[tuple[str, str]]) -> list[str]:
-    """The compared text of a cell's outputs, one string per output, sanitised."""
+    """The compared text of a cell's outputs, sanitised; streams joined by name, as nbval does
+    (how a stream was cut into outputs depends on timing)."""
+    streams: dict[str, str] = {}
     texts = []
     for output in cell.get("outputs", []):
         kind = output["output_type"]
         if kind == "stream":
-            text = f"{output['name']}: {output['text']}"
-        elif kind == "error":
+            streams[output["name"]] = streams.get(output["name"], "") + output["text"]
+            continue
+        if kind == "error":
             text = f"error: {output['ename']}: {output['evalue']}"
         else:
             data = output.get("data", {})
             text = "\n".join(f"{k}: {v}" for k, v in sorted(data.items()) if k not in SKIPPED)
-        for regex, replace in patterns:
-            text = re.sub(regex, replace, text)
         texts.append(text)
+    texts += [f"{name}: {text}" for name, text in sorted(streams.items())]
+    for regex, replace in patterns:
+        texts = [re.sub(regex, replace, text) for text in texts]
     return texts
 
 
@@ -86,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             everything.setdefault(str(folder), {})[fresh.stem] = records
             for r in records:
                 tag = " [ignored]" if r["ignored"] else ""
-                what = ("differs" if r["differs"] else "") + (f" RAISED {r['error']}" if r["error"] else "")
+                raised = f" RAISED {r['error']}" if r["error"] else ""
+                what = ("differs" if r["differs"] else "") + raised
                 if r["differs"] and r["ignored"] and not r["error"]:
                     continue  # an ignored cell that differs is what the tag is for
                 print(f"{fresh.stem} cell {r['cell']}{tag}: {what}")
