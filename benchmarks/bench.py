@@ -173,7 +173,7 @@ def make_plan(
             (6, 9),
             ("LSTM",),
             tiny_lm,
-            repeats or 2,
+            repeats or 5,
             warmup or 1,
         )
     raise ValueError(f"make_plan: expected preset 'full', 'quick' or 'tiny', got {preset!r}")
