@@ -20,11 +20,13 @@ Every measurement records the minimum, median and maximum of ``--repeats`` runs 
 rotates, so background load hits all of them alike. CUDA (and MPS) work is synchronised before
 the clock is read. Each variant's output is compared with ``torch.nn``'s (``max_abs_diff``).
 
-Each run records the load average before and after, the threads, the torch version and the
-settings, and ends with ``companion.benchmark.check_conditions``: it warns (and the book's tests
-reject a stored file) when the load average was above the number of cores, or when a longer
-sequence ran faster than a shorter one beyond the spread. The results file's layout is in
-``companion.benchmark``, which also reads it back (chapter 11 uses it).
+Each run records, besides the threads, the torch version and the settings, every timed repeat
+with its wall time and the timing thread's CPU time, and what else used the machine during the
+run (``companion.benchmark.ContentionMonitor``: other processes' CPU time per core, the load
+averages before and after). It ends with ``companion.benchmark.check_conditions``, which says
+which measurement would make ``companion.benchmark.load_results`` (and so the book's tests and
+chapters) refuse the file, and by how much. The results file's layout is in
+``companion.benchmark``.
 
 Usage, from the repository root::
 

@@ -73,6 +73,7 @@ __all__ = [
     "conditions_report",
     "spread",
     "verdict",
+    "find_row",
     "goal_report",
     "ratio",
     "ratio_table",
@@ -810,7 +811,7 @@ def verdict(
     return "met" if high <= goal else "missed" if low > goal else "too close to call"
 
 
-def _row(
+def find_row(
     results: Mapping[str, Any],
     kind: str,
     variant: str,
@@ -818,7 +819,8 @@ def _row(
     precision: str = FLOAT32,
     group: str = "goal",
 ) -> Mapping[str, Any] | None:
-    """The timed forward+backward row of one kind, variant, shape, precision and group."""
+    """The timed forward+backward row of one kind, variant, shape, precision and group (None if
+    it was not timed): what :func:`verdict` compares."""
     for row in results["forward_backward"]:
         if (
             (row["kind"], row["variant"], row["precision"], row.get("group"))
@@ -867,7 +869,7 @@ def goal_report(results: Mapping[str, Any]) -> list[dict]:
         if goal.device != device:
             continue
         measured = ratio(results, goal.kind, goal.variant, goal.shape, goal.baseline)
-        rows = [_row(results, goal.kind, v, goal.shape) for v in (goal.variant, goal.baseline)]
+        rows = [find_row(results, goal.kind, v, goal.shape) for v in (goal.variant, goal.baseline)]
         report.append(
             {
                 "device": device,
