@@ -335,6 +335,31 @@ def _check_input(
         )
 
 
+def _time_major(
+    owner: str, input: Any, batch_first: bool, input_size: int, weight: Tensor
+) -> tuple[Tensor, bool]:
+    """Check a layer's input and return it time-major, (L, N, H_in), and whether it was batched.
+
+    The one path every layer's input goes through: a tensor, rank 3 ((L, N, H_in), or
+    (N, L, H_in) if ``batch_first``) or 2 (unbatched (L, H_in)), floating point, on the weights'
+    device and dtype, ``input_size`` features and at least one step.
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{owner}: expected input to be a Tensor, got {type(input).__name__}")
+    layout = "(N, L, H_in)" if batch_first else "(L, N, H_in)"
+    _check_input(owner, input, {3: layout, 2: "(L, H_in)"}, input_size, weight)
+    is_batched = input.dim() == 3
+    if not is_batched:
+        x = input.unsqueeze(1)
+    else:
+        x = input.transpose(0, 1) if batch_first else input
+    if x.size(0) == 0:
+        raise ShapeError(
+            f"{owner}: expected a sequence length of at least 1, got shape {tuple(input.shape)}"
+        )
+    return x, is_batched
+
+
 def _check_like(
     owner: str, what: str, x: Tensor, reference: Tensor, whose: str, model_can_move: bool = False
 ) -> None:
@@ -755,17 +780,9 @@ class _LayerBase(_Recurrent):
                 f"{owner}: expected input to be a Tensor or a PackedSequence, "
                 f"got {type(input).__name__}"
             )
-        layout = "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
-        _check_input(owner, input, {3: layout, 2: "(L, H_in)"}, self.input_size, self.weight_ih_l0)
-        is_batched = input.dim() == 3
-        if not is_batched:
-            x = input.unsqueeze(1)
-        else:
-            x = input.transpose(0, 1) if self.batch_first else input  # time-major inside
-        if x.size(0) == 0:
-            raise ShapeError(
-                f"{owner}: expected a sequence length of at least 1, got shape {tuple(input.shape)}"
-            )
+        x, is_batched = _time_major(
+            owner, input, self.batch_first, self.input_size, self.weight_ih_l0
+        )
         output, state = self._run_layers(x, self._initial_state(hx, x, is_batched), masks=None)
         if not is_batched:
             output, state = output.squeeze(1), tuple(s.squeeze(1) for s in state)
@@ -1371,15 +1388,8 @@ class _MinBase(nn.Module):
     def forward(self, input: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Run all layers over ``input``; see the class docstring for the shapes."""
         owner = type(self).__name__
-        if not isinstance(input, Tensor):
-            # PackedSequence lands here too: the scan needs equal lengths.
-            raise TypeError(f"{owner}: expected input to be a Tensor, got {type(input).__name__}")
-        layout = "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
-        _check_input(owner, input, {3: layout, 2: "(L, H_in)"}, self.input_size, self.weight_l0)
-        is_batched = input.dim() == 3
-        x = input if is_batched else input.unsqueeze(1)
-        if is_batched and self.batch_first:
-            x = x.transpose(0, 1)
+        # PackedSequence is refused too: the scan needs equal lengths.
+        x, is_batched = _time_major(owner, input, self.batch_first, self.input_size, self.weight_l0)
         states = self._initial(owner, h0, x, is_batched)
         finals = []
         for k in range(self.num_layers):
@@ -1526,7 +1536,7 @@ class MinLSTM(_MinBase):
 #     (12.10)  c_t = f_t ⊙ c_{t-1} + i_t ⊙ z_t,   z_t = tanh(z̃_t),  i_t = exp(ĩ_t),  f_t = σ(f̃_t)
 #     (12.11)  n_t = f_t ⊙ n_{t-1} + i_t                                            normaliser
 #     (12.12)  h_t = o_t ⊙ c_t / n_t,               o_t = σ(õ_t)
-#     (12.13)  m_t = max(log f_t + m_{t-1}, ĩ_t),                                   stabiliser
+#     (12.13)  m_t = max(log f_t + m_{t-1}, ĩ_t) (ĩ_t where n_{t-1} = 0),            stabiliser
 #              i'_t = exp(ĩ_t − m_t),  f'_t = exp(log f_t + m_{t-1} − m_t)
 #
 # The stabilised form uses i'_t and f'_t in place of i_t and f_t in (12.10)-(12.11): its c_t and
@@ -1555,9 +1565,15 @@ def slstm_step(
     i_tilde, f_tilde, z, o = torch.addmm(xw_t, h, w_hh_t).chunk(4, dim=-1)
     log_f = F.logsigmoid(f_tilde)  # log of the sigmoid forget gate
     if stabilised:
-        m_new = torch.maximum(log_f + m, i_tilde)  # (12.13)
-        i = torch.exp(i_tilde - m_new)  # (12.13) never above 1
-        f = torch.exp(log_f + m - m_new)
+        # (12.13). Where n_{t-1} = 0 (the first step from the zero state) nothing before counts:
+        # log f_t + m_{t-1} is taken as -inf, so m_t = ĩ_t, as in xLSTM's reference code, and
+        # f'_t = 0. With m_0 = 0 instead, ĩ_1 = -120 made i'_1 = exp(ĩ_1 − m_1) underflow to 0,
+        # n_1 = 0 and h_1 = 0/0. From then on one of i'_t, f'_t is 1, so n_t >= 1 and
+        # |h_t| <= 1: nothing is NaN for any finite input.
+        log_f_m = torch.where(n == 0, float("-inf"), log_f + m)
+        m_new = torch.maximum(log_f_m, i_tilde)
+        i = torch.exp(i_tilde - m_new)  # never above 1
+        f = torch.exp(log_f_m - m_new)
         m = m_new
     else:
         i, f = torch.exp(i_tilde), torch.exp(log_f)
@@ -1705,15 +1721,8 @@ class SLSTM(nn.Module):
     def forward(self, input: Tensor, state: Sequence[Tensor] | None = None) -> tuple[Tensor, State]:
         """Run all layers over ``input``; see the class docstring for the shapes."""
         owner = type(self).__name__
-        if not isinstance(input, Tensor):
-            raise TypeError(f"{owner}: expected input to be a Tensor, got {type(input).__name__}")
-        layout = "(N, L, H_in)" if self.batch_first else "(L, N, H_in)"
-        first = self.cells[0]
-        _check_input(owner, input, {3: layout, 2: "(L, H_in)"}, self.input_size, first.weight_ih)
-        is_batched = input.dim() == 3
-        x = input if is_batched else input.unsqueeze(1)
-        if is_batched and self.batch_first:
-            x = x.transpose(0, 1)
+        weight = self.cells[0].weight_ih
+        x, is_batched = _time_major(owner, input, self.batch_first, self.input_size, weight)
         shape = (self.num_layers, x.size(1), self.hidden_size)
         states = _slstm_states(owner, state, x, shape, is_batched)
         finals = []

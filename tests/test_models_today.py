@@ -373,3 +373,44 @@ def test_float32_log_space_scan_is_the_one_that_drifts():
     """The comparison can fail: the old scan is off by far more than 1e-5 at 4096 steps."""
     errors = scan_accuracy.scan_errors("minGRU", "log-space", 4096, 0.0)
     assert errors["output_error"] > 1e-4 and errors["gate_bias_grad_error"] > 1e-2
+
+
+@pytest.mark.parametrize("i_bias", [-1000.0, -120.0, -100.0, 1000.0])
+def test_slstm_is_finite_for_any_finite_input_gate(i_bias):
+    """With m_0 = 0, ĩ = -100 gave NaN gradients and -120 NaN outputs; m_1 = ĩ_1 fixes both."""
+    torch.manual_seed(6)
+    layer = m.SLSTM(3, 4, num_layers=2)
+    with torch.no_grad():
+        for cell in layer.cells:
+            cell.bias[:4] = i_bias  # the input gate's pre-activation ĩ, far from 0
+    x = torch.randn(20, 2, 3, requires_grad=True)
+    out, (h_n, c_n, n_n, m_n) = layer(x)
+    out.square().sum().backward()
+    for t in (out, h_n, c_n, n_n, m_n, x.grad, *(p.grad for p in layer.parameters())):
+        assert bool(torch.isfinite(t).all())
+    assert bool((n_n >= 1 - 1e-6).all())  # one of i', f' is 1 at every step: n_t >= 1
+    assert float(x.grad.abs().max()) > 0
+
+
+def test_slstm_first_step_starts_the_stabiliser_at_the_input_gate():
+    cell = m.SLSTMCell(2, 3, dtype=torch.float64)
+    x = torch.randn(4, 2, dtype=torch.float64)
+    h, c, n, m_1 = cell(x)
+    i_tilde = F_linear(x, cell)[:, :3]
+    torch.testing.assert_close(m_1, i_tilde)  # m_1 = ĩ_1 from the zero state
+    torch.testing.assert_close(n, torch.ones_like(n))  # i'_1 = exp(0) = 1, n_0 = 0
+
+
+def F_linear(x, cell):
+    return torch.nn.functional.linear(x, cell.weight_ih, cell.bias)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [m.MinGRU(3, 4), m.MinLSTM(3, 4), m.SLSTM(3, 4), m.LSTM(3, 4), m.GRU(3, 4), m.RNN(3, 4)],
+    ids=lambda layer: type(layer).__name__,
+)
+@pytest.mark.parametrize("shape", [(0, 2, 3), (0, 3)])
+def test_length_0_is_a_shape_error(layer, shape):
+    with pytest.raises(m.ShapeError, match="sequence length of at least 1"):
+        layer(torch.randn(shape))
