@@ -15,9 +15,14 @@ One module per idea:
 - :mod:`companion.train`: a training loop with progress bars, history, TBPTT and checkpoints.
 - :mod:`companion.diagnostics`: gradient flow, spectral radius, gate statistics.
 - :mod:`companion.plots`: the book's figures.
+- :mod:`companion.safe_globals`: companion's layers on torch's weights-only allowlist, registered
+  on import.
 """
 
+from companion import safe_globals
 from companion.device import environment_summary, pick_device, seed_everything
+
+safe_globals.register()
 
 __version__ = "0.1.0"
 
