@@ -13,10 +13,10 @@ from __future__ import annotations
 import importlib.util
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import ModuleType
+
+from companion.download import fetch
 
 __all__ = ["REPOSITORY", "book_file", "load_script"]
 
@@ -28,15 +28,17 @@ _RAW = (
 _TIMEOUT = 30.0  # seconds, for the connection and every read
 
 
-def book_file(name: str, root: str | Path = ".") -> Path:
+def book_file(name: str, root: str | Path = ".", sha256: str | None = None) -> Path:
     """The path of ``name``, a file of the book's folder such as ``"data/06_memory_sweep.csv"``.
 
     Looked up under ``root`` (the working directory: a chapter runs from ``book/``); on Colab,
-    downloaded from the repository's main branch when it is not there.
+    downloaded from the repository's main branch when it is not there, whole and checked
+    against ``sha256`` when given (see :func:`companion.download.fetch`).
 
     Raises:
         FileNotFoundError: not under ``root``, and not on Colab.
-        ConnectionError: on Colab, the download failed or timed out.
+        ConnectionError: on Colab, the download failed, timed out or was cut short.
+        ValueError: on Colab, the download is not the file of that ``sha256`` (an error page).
     """
     path = Path(root) / name
     if path.exists():
@@ -47,16 +49,11 @@ def book_file(name: str, root: str | Path = ".") -> Path:
             f"book/ folder of the repository ({REPOSITORY})"
         )
     target = Path(tempfile.mkdtemp()) / Path(name).name
-    url = _RAW + name
-    try:
-        with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:
-            target.write_bytes(response.read())
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        raise ConnectionError(
-            f"book_file: could not download {url} ({type(err).__name__}: {err}); "
-            f"place the book's folder next to the notebook instead"
-        ) from err
-    return target
+    hint = "Place the book's folder next to the notebook instead."
+    digests = {"sha256": sha256} if sha256 else None
+    return fetch(
+        _RAW + name, target, owner="book_file", digests=digests, timeout=_TIMEOUT, hint=hint
+    )
 
 
 def load_script(name: str, path: str, root: str | Path = ".") -> ModuleType:

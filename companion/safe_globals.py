@@ -11,8 +11,9 @@ drop-in loads wherever torch.nn's layer loads.
 Registering is safe because of what the classes hold: an instance's state is the state of
 ``torch.nn.Module`` (parameters, buffers, submodules, hooks dictionaries) plus plain ints, floats,
 bools and strings; none of them defines ``__reduce__``, ``__new__`` or ``__setstate__``, so
-unpickling one runs ``torch.nn.Module.__setstate__`` and no code of companion. The test ``tests/test_safe_globals.py`` loads every layer with
-``weights_only=True`` in a fresh process, which fails if any of them needed more.
+unpickling one runs ``torch.nn.Module.__setstate__`` and no code of companion. The test
+``tests/test_safe_globals.py`` loads every layer with ``weights_only=True`` in a fresh process,
+which fails if any of them needed more.
 """
 
 from __future__ import annotations
