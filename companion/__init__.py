@@ -10,6 +10,7 @@ One module per idea:
   backward pass written by hand.
 - :mod:`companion.benchmark`: reading the speed benchmark's results (chapter 11).
 - :mod:`companion.data`: the data sets of the book, all available offline.
+- :mod:`companion.download`: downloads whole and checked, or nothing; one process per folder.
 - :mod:`companion.book`: the book's own files (stored sweeps, their scripts) for the chapters,
   found locally or downloaded on Colab.
 - :mod:`companion.train`: a training loop with progress bars, history, TBPTT and checkpoints.
