@@ -396,13 +396,9 @@ def test_slstm_first_step_starts_the_stabiliser_at_the_input_gate():
     cell = m.SLSTMCell(2, 3, dtype=torch.float64)
     x = torch.randn(4, 2, dtype=torch.float64)
     h, c, n, m_1 = cell(x)
-    i_tilde = F_linear(x, cell)[:, :3]
+    i_tilde = torch.nn.functional.linear(x, cell.weight_ih, cell.bias)[:, :3]  # ĩ_1, h_0 = 0
     torch.testing.assert_close(m_1, i_tilde)  # m_1 = ĩ_1 from the zero state
     torch.testing.assert_close(n, torch.ones_like(n))  # i'_1 = exp(0) = 1, n_0 = 0
-
-
-def F_linear(x, cell):
-    return torch.nn.functional.linear(x, cell.weight_ih, cell.bias)
 
 
 @pytest.mark.parametrize(
