@@ -10,14 +10,20 @@ One module per idea:
   backward pass written by hand.
 - :mod:`companion.benchmark`: reading the speed benchmark's results (chapter 11).
 - :mod:`companion.data`: the data sets of the book, all available offline.
+- :mod:`companion.download`: downloads whole and checked, or nothing; one process per folder.
 - :mod:`companion.book`: the book's own files (stored sweeps, their scripts) for the chapters,
   found locally or downloaded on Colab.
 - :mod:`companion.train`: a training loop with progress bars, history, TBPTT and checkpoints.
 - :mod:`companion.diagnostics`: gradient flow, spectral radius, gate statistics.
 - :mod:`companion.plots`: the book's figures.
+- :mod:`companion.safe_globals`: companion's layers on torch's weights-only allowlist, registered
+  on import.
 """
 
+from companion import safe_globals
 from companion.device import environment_summary, pick_device, seed_everything
+
+safe_globals.register()
 
 __version__ = "0.1.0"
 

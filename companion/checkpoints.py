@@ -25,11 +25,15 @@ checkpoint has been read and checked against it.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import io
 import os
 import random
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -139,6 +143,10 @@ def save_checkpoint(
     of torch's, CUDA's, NumPy's and Python's generators) and ``companion_version``. It is written
     with its SHA-256 (see the module docstring) to a temporary file in the same directory and then
     renamed over ``path``, so an interrupted or failed save leaves the previous checkpoint intact.
+    A failed save removes its temporary file; one left by a killed process is removed by the
+    next save of the same path. A full disk raises ``OSError`` with ``errno.ENOSPC`` whose
+    message says "no space left on device" and names ``path``. The file is serialised in memory
+    before it is written, so saving needs about twice the checkpoint's size in RAM.
 
     Args:
         path: where to write; parent folders are created.
@@ -171,19 +179,76 @@ def save_checkpoint(
         "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
         "config": config,
     }
+    # Serialised in memory first: torch.save writing to a full disk reports "unexpected pos"
+    # from its zip writer and hides the OSError; a plain write raises ENOSPC itself.
+    data = _serialize(envelope)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_stale_temps(path)
+    _write_atomically(path, data)
+    return path
+
+
+#: A temporary file no process has written to for this long is left over, whoever made it.
+STALE_AFTER_S = 3600.0
+
+
+def _temp_prefix(path: Path) -> str:
+    """Temporary files of ``path`` are ``.{name}.{host}.{pid}.{random}.tmp`` beside it."""
+    return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete the temporary files that a killed save of ``path`` left beside it.
+
+    One is stale when the process that wrote it (named in it) no longer runs on this host, or,
+    for other hosts' files and on Windows (where probing a process is not harmless), when it
+    has not changed for :data:`STALE_AFTER_S`: a live save keeps writing to its own.
+    """
+    host = socket.gethostname()
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        parts = temp.name[len(path.name) + 2 : -len(".tmp")].rsplit(".", 2)
+        with contextlib.suppress(FileNotFoundError):  # another save may remove it first
+            age = time.time() - temp.stat().st_mtime
+            pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+            ours = parts[0] == host and pid is not None and os.name == "posix"
+            if (ours and pid != os.getpid() and not _running(pid)) or age > STALE_AFTER_S:
+                temp.unlink()
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this (POSIX) host."""
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, sync it and rename it over ``path``:
+    ``path`` holds either the old file or the new one, never a part. A full disk raises
+    ``OSError`` (``errno.ENOSPC``) that says so and names the path; nothing is left behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
-            torch.save(envelope, file)
+            file.write(data)
             file.flush()
             os.fsync(file.fileno())  # the data must be on disk before the rename makes it current
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            kept = "the previous checkpoint there is unchanged" if path.exists() else "no file"
+            raise OSError(
+                err.errno,
+                f"save_checkpoint: no space left on device writing {path} ({len(data):,} "
+                f"bytes; {kept}); free some space or save elsewhere",
+                str(path),
+            ) from err
         raise
-    return path
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import gzip
 import hashlib
-import http.client
 import importlib.resources
 import io
 import math
@@ -42,14 +41,15 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from companion._checks import check_int
+from companion.download import fetch, folder_lock
 
 __all__ = [
     # long-range tasks
@@ -721,73 +721,21 @@ def _file_digest(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-# What a failed download raises: no network, no answer in time, a refused or broken connection.
-_NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
-
-
-def _download(
-    url: str, target: Path, wanted: dict[str, str], progress: bool, timeout: float
-) -> None:
-    """Stream ``url`` into a temporary file next to ``target``, check it, then rename it.
-
-    ``timeout`` bounds the connection and every read, so a server that stops answering raises
-    instead of hanging; a network error becomes a ``ConnectionError`` that says how to place the
-    file by hand."""
-    hashers = {name: hashlib.new(name) for name in wanted}
-    handle, tmp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-    )
-    tmp = Path(tmp_name)
-    try:
-        try:
-            with (
-                os.fdopen(handle, "wb") as out,
-                urllib.request.urlopen(url, timeout=timeout) as response,
-            ):
-                _stream(response, out, hashers, target.name, progress)
-        except _NETWORK_ERRORS as err:
-            reason = getattr(err, "reason", None) or err
-            raise ConnectionError(
-                f"load_imdb: could not download {url} ({type(err).__name__}: {reason}; "
-                f"timeout {timeout} s). Without a network, download it on another machine and "
-                f"place it at {target} (load_imdb checks and extracts it), or extract it to "
-                f"{target.parent / _IMDB_DIR}"
-            ) from err
-        for name, expected in wanted.items():
-            got = hashers[name].hexdigest()
-            if got != expected:
-                raise ValueError(
-                    f"load_imdb: {name} checksum mismatch for {url}: expected {expected}, "
-                    f"got {got}; the download was deleted (a truncated or changed file)"
-                )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _stream(response, out, hashers: dict, name: str, progress: bool) -> None:
-    size = response.headers.get("Content-Length")
-    with tqdm(
-        total=int(size) if size else None,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=f"Downloading {name}",
-        disable=not progress,
-        ncols=80,
-    ) as bar:
-        for chunk in iter(lambda: response.read(1 << 20), b""):
-            out.write(chunk)
-            for hasher in hashers.values():
-                hasher.update(chunk)
-            bar.update(len(chunk))
-
-
 def _safe_extract(archive: Path, destination: Path) -> None:
     with tarfile.open(archive, "r:*") as tar:
         # Only plain files and folders, and none outside the destination, whatever the Python
-        # version (the "data" filter of Python >= 3.11.4 checks this too).
-        members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
+        # version (the "data" filter of Python >= 3.11.4 checks this too). Links (which could
+        # point outside) and devices are skipped, and said so: never silently.
+        every = tar.getmembers()
+        members = [m for m in every if m.isfile() or m.isdir()]
+        skipped = [m.name for m in every if not (m.isfile() or m.isdir())]
+        if skipped:
+            warnings.warn(
+                f"load_imdb: skipped {len(skipped)} entries of {archive.name} that are not "
+                f"plain files or folders (symbolic or hard links, devices), e.g. "
+                f"{skipped[:3]}; the IMDB archive has none, so this one may not be it",
+                stacklevel=3,
+            )
         for member in members:
             if member.name.startswith(("/", "\\")) or ".." in Path(member.name).parts:
                 raise ValueError(f"load_imdb: refusing unsafe archive member {member.name!r}")
@@ -855,10 +803,34 @@ def load_imdb(
         )
 
     name = Path(urllib.parse.urlparse(url).path).name or "aclImdb_v1.tar.gz"
-    archive = root / name
-    if root.is_dir():
-        _remove_leftovers(root, name)
     wanted = _digests(sha256, md5)
+    if not download and not (root / name).is_file():
+        raise FileNotFoundError(
+            f"load_imdb: no IMDB data in {root} (expected the folder {folder} or the archive "
+            f"{root / name}); call load_imdb({str(root)!r}, download=True) with internet "
+            f"access, or download {url} by hand into {root}"
+        )
+    # One process at a time: a second one would delete the first one's partial download as a
+    # leftover. It waits, and then finds the data set there.
+    with folder_lock(root, _IMDB_DIR, "load_imdb"):
+        if _imdb_complete(folder):
+            return _read_imdb(folder)
+        _remove_leftovers(root, name)
+        _fetch_and_extract(root / name, folder, url, wanted, download, progress, timeout)
+    return _read_imdb(folder)
+
+
+def _fetch_and_extract(
+    archive: Path,
+    folder: Path,
+    url: str,
+    wanted: dict[str, str],
+    download: bool,
+    progress: bool,
+    timeout: float,
+) -> None:
+    """Check (or download) ``archive`` and extract it to ``folder`` in one rename."""
+    root = archive.parent
     if archive.is_file():
         for algorithm, expected in wanted.items():
             got = _file_digest(archive, algorithm)
@@ -869,15 +841,13 @@ def load_imdb(
                         f"load_imdb: {algorithm} checksum mismatch for {archive}: expected "
                         f"{expected}, got {got}; the file was deleted"
                     )
-    if not archive.is_file() and not download:
-        raise FileNotFoundError(
-            f"load_imdb: no IMDB data in {root} (expected the folder {folder} or the archive "
-            f"{archive}); call load_imdb({str(root)!r}, download=True) with internet access, "
-            f"or download {url} by hand into {root}"
+    if not archive.is_file():  # (with download=False, load_imdb has refused already)
+        hint = (
+            f"Without a network, download it on another machine and place it at {archive} "
+            f"(load_imdb checks and extracts it), or extract it to {folder}"
         )
-    if not archive.is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        _download(url, archive, wanted, progress, timeout)
+        fetch(url, archive, owner="load_imdb", digests=wanted, timeout=timeout,
+              progress=progress, hint=hint)  # fmt: skip
 
     staging = Path(tempfile.mkdtemp(dir=root, prefix=_IMDB_STAGING))
     try:
@@ -897,7 +867,6 @@ def load_imdb(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     archive.unlink(missing_ok=True)
-    return _read_imdb(folder)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1027,15 +996,22 @@ class CharVocab:
             ) from None
 
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
-        """The text of ``ids`` (any shape is flattened in row-major order)."""
+        """The text of ``ids`` (any shape is flattened in row-major order).
+
+        Raises:
+            IndexError: for an id outside [0, len(self)), negative ones included (Python's
+                ``chars[-1]`` would quietly give the last character).
+        """
         if isinstance(ids, torch.Tensor):
             ids = ids.flatten().tolist()
-        try:
-            return "".join(self.chars[i] for i in ids)
-        except IndexError:
+        ids = list(ids)
+        bad = [i for i in ids if not 0 <= i < len(self.chars)]
+        if bad:
             raise IndexError(
-                f"CharVocab.decode: expected ids in [0, {len(self)}), got {list(ids)[:10]}..."
-            ) from None
+                f"CharVocab.decode: expected ids in [0, {len(self)}), got {len(bad)} outside "
+                f"it: {bad[:10]}"
+            )
+        return "".join(self.chars[i] for i in ids)
 
 
 class LMBatches:

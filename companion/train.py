@@ -36,6 +36,9 @@ import contextlib
 import math
 import numbers
 import os
+import signal
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
@@ -301,6 +304,48 @@ def _batch_size(y: Any) -> int:
     return 1
 
 
+def _add_note(err: BaseException, note: str) -> None:
+    """Add ``note`` to the traceback of ``err`` (Python 3.11+), keeping its type; before 3.11,
+    which shows no notes, print it to stderr instead."""
+    if hasattr(err, "add_note"):
+        err.add_note(note)
+    else:
+        print(note, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _blame(what: str) -> Iterator[None]:
+    """Name the user's function ``what`` (``loss_fn``, ``metric 'acc'``) in any error it raises."""
+    try:
+        yield
+    except Exception as err:
+        _add_note(err, f"raised by {what}")
+        raise
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block is done, then deliver it as it would have been.
+
+    An optimizer step updates the parameters one after another; a KeyboardInterrupt in the
+    middle would leave some stepped and others not. Outside the main thread (where Python
+    delivers signals only to the main thread anyway) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            if callable(previous):  # Python's default raises KeyboardInterrupt here
+                previous(signal.SIGINT, held[0])
+            elif previous == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+
 def _forward(
     model: nn.Module, inputs: tuple[Any, ...], state: Any, stateful: bool, where: str
 ) -> tuple[Any, Any]:
@@ -550,7 +595,8 @@ def _forward_loss(
     run.optimizer.zero_grad(set_to_none=True)
     with _autocast(run.device, run.amp_dtype):
         pred, new_state = _forward(run.model, inputs, state, run.stateful, "fit")
-        loss = run.loss_fn(pred, y)
+        with _blame("loss_fn"):
+            loss = run.loss_fn(pred, y)
     value = _scalar(loss, "the value of loss_fn")
     if not math.isfinite(value):
         raise _nonfinite_loss(value, where, run.clip)
@@ -591,12 +637,14 @@ def _train_step(
         run.scaler.scale(loss).backward()
         run.scaler.unscale_(run.optimizer)  # so the norm and the clipping see true grads
         norm = _grad_norm(run, where)
-        run.scaler.step(run.optimizer)  # skipped if the grads overflowed
-        run.scaler.update()
+        with _sigint_deferred():  # all parameters stepped, or none
+            run.scaler.step(run.optimizer)  # skipped if the grads overflowed
+            run.scaler.update()
     else:
         loss.backward()
         norm = _grad_norm(run, where)
-        run.optimizer.step()
+        with _sigint_deferred():  # all parameters stepped, or none
+            run.optimizer.step()
     return value, pred, new_state, norm
 
 
@@ -646,7 +694,8 @@ def _train_epoch(
         norms.append(norm.detach().float().cpu())  # the loss's .item() synced already
         with torch.no_grad():
             for name in metric_sums:
-                score = run.metrics[name](_for_metric(pred), y)
+                with _blame(f"metric {name!r}"):
+                    score = run.metrics[name](_for_metric(pred), y)
                 metric_sums[name] += _scalar(score, f"metric {name!r}") * n
     if count == 0:
         raise ValueError(f"fit: train_data yielded no batches in epoch {epoch}")
@@ -672,6 +721,18 @@ class _Progress:
     def describe(self) -> str:
         at = f"batch {self.batch}" if self.phase == "training" else self.phase
         return f"epoch {self.epoch} ({at})"
+
+
+def _interrupted(err: KeyboardInterrupt, history: History, where: _Progress, done: int) -> None:
+    """Say what a Ctrl-C left behind, and attach the history to the KeyboardInterrupt."""
+    err.history = history  # type: ignore[attr-defined]
+    print(
+        f"fit: interrupted in {where.describe()}, at a step boundary (the model holds the "
+        f"weights of the last whole step); the history of the {done} completed "
+        f"epoch{'s' if done != 1 else ''} is the exception's .history and the history passed "
+        f"in (history.interrupted = True)",
+        file=sys.stderr,
+    )
 
 
 def _step_scheduler(scheduler: Any, record: Mapping[str, Any]) -> None:
@@ -741,7 +802,17 @@ def fit(
         The history, one record per completed epoch (see :class:`History`); ``lr`` is the learning
         rate the epoch's last step used, ``grad_norm`` the mean over the epoch's steps of the total
         gradient norm before clipping (steps a float16 ``GradScaler`` skipped for overflow are left
-        out). On Ctrl-C the epochs completed so far are returned with ``interrupted=True``.
+        out).
+
+    Ctrl-C:
+        A Ctrl-C (SIGINT) that comes during an optimizer step is held until the step is whole,
+        so the model never holds half-stepped weights. Then, as in Keras and Lightning (which
+        exits after its shutdown), the ``KeyboardInterrupt`` goes on to the caller: a loop over
+        runs stops instead of starting the next one. Before it does, ``fit`` marks the history
+        ``interrupted=True`` (the ``history`` passed in, and the exception's ``history``
+        attribute, hold the completed epochs) and prints one line saying where it stopped. To
+        keep going after a Ctrl-C, catch it:
+        ``except KeyboardInterrupt as stop: history = stop.history``.
 
     Raises:
         FloatingPointError: when a training loss or the gradient norm is NaN or infinite, naming
@@ -751,7 +822,10 @@ def fit(
         ValueError: for a stateful run whose batches change size, and for empty data.
 
         Whatever the error, the epochs completed before it are kept: in ``history`` if one was
-        passed in, and always as the ``history`` attribute of the raised exception.
+        passed in, and always as the ``history`` attribute of the raised exception. An error
+        raised by ``loss_fn`` or a metric keeps its type, and its traceback names the function
+        (``raised by metric 'acc'``), the epoch and the phase (``fit: in epoch 3
+        (validation)``) (on Python before 3.11, these lines go to stderr).
     """
     epochs = check_int("fit", "epochs", epochs, minimum=0)
     run = _prepare_run(
@@ -791,24 +865,29 @@ def fit(
             record.update(steps)
             if scheduler is not None:
                 where.phase = "the scheduler step"
-                _step_scheduler(scheduler, record)
+                with _sigint_deferred():
+                    _step_scheduler(scheduler, record)
             record["time"] = time_offset + time.perf_counter() - start
             history.append(record)
             losses = {"loss": record["train_loss"], "val_loss": record.get("val_loss")}
             postfix = {k: f"{v:.3g}" for k, v in losses.items() if v is not None}
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         history.interrupted = True
         bar.close()
-        done = len(history) - epoch_offset
-        print(
-            f"fit: interrupted in {where.describe()}; returning the history of the "
-            f"{done} completed epoch{'s' if done != 1 else ''} (history.interrupted = True)"
-        )
+        _interrupted(err, history, where, len(history) - epoch_offset)
+        raise
     except Exception as err:
         with contextlib.suppress(AttributeError):  # a few C-level exceptions take no attributes
             err.history = history  # type: ignore[attr-defined]
+        done = len(history) - epoch_offset
+        _add_note(
+            err,
+            f"fit: in {where.describe()}; the history of the {done} completed "
+            f"epoch{'s' if done != 1 else ''} is kept (the exception's .history, and the "
+            f"history passed in)",
+        )
         raise
     finally:
         bar.close()
@@ -860,9 +939,13 @@ def evaluate(
                     pred, new_state = _forward(model, inputs, state, stateful, where)
                 previous = n
                 state = new_state if stateful else None
-                sums["loss"] += _scalar(loss_fn(pred, y), "the value of loss_fn") * n
+                with _blame("loss_fn"):
+                    loss = loss_fn(pred, y)
+                sums["loss"] += _scalar(loss, "the value of loss_fn") * n
                 for name, metric in metrics.items():
-                    sums[name] += _scalar(metric(_for_metric(pred), y), f"metric {name!r}") * n
+                    with _blame(f"metric {name!r}"):
+                        score = metric(_for_metric(pred), y)
+                    sums[name] += _scalar(score, f"metric {name!r}") * n
                 count += n
     finally:
         model.train(was_training)

@@ -3,8 +3,13 @@ truncated, altered, foreign or for another model are refused before anything cha
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from companion.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from companion.checkpoints import CheckpointError, _temp_prefix, load_checkpoint, save_checkpoint
 from companion.train import fit
 
 EPOCHS, STOP = 4, 2  # the whole run, and the epoch after which it is interrupted
@@ -209,3 +214,105 @@ def test_the_config_is_readable_before_a_model_exists_and_checked(tmp_path):
     torch.save(envelope, path)
     with pytest.raises(CheckpointError, match="config outside its payload differs"):
         load_checkpoint(path, nn.LSTM(2, 3))
+
+
+# ------------------------------------------------------------------------------------------------
+# A full disk, and the temporary files of killed saves
+# ------------------------------------------------------------------------------------------------
+
+
+def temps(folder) -> list:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+class FullDisk:
+    """A file object whose writes fail as on a full disk, after ``allow`` bytes."""
+
+    def __init__(self, file, allow: int) -> None:
+        self.file, self.allow = file, allow
+
+    def write(self, data) -> int:
+        if len(data) > self.allow:
+            self.file.write(bytes(data[: self.allow]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+def test_a_full_disk_says_so_and_keeps_the_old_checkpoint(tmp_path, monkeypatch, where):
+    path, model, opt = saved(tmp_path)
+    before = path.read_bytes()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # the new checkpoint would differ
+    if where == "write":
+        real = os.fdopen
+        monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real(fd, mode), 100))
+    else:
+
+        def fsync(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match=rf"no space left on device writing {path}") as info:
+        save_checkpoint(path, model, opt)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert "previous checkpoint there is unchanged" in str(info.value)
+    monkeypatch.undo()
+    assert path.read_bytes() == before  # the old checkpoint, whole
+    assert temps(tmp_path) == []  # and nothing half-written beside it
+    load_checkpoint(path, fresh()[0])  # still loads
+
+
+def test_other_write_errors_pass_through_and_leave_nothing(tmp_path, monkeypatch):
+    path, model, opt = saved(tmp_path)
+
+    def fsync(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="Input/output error") as info:
+        save_checkpoint(path, model, opt)
+    assert info.value.errno == errno.EIO
+    monkeypatch.undo()
+    assert temps(tmp_path) == []
+
+
+def test_the_temporary_file_of_a_killed_save_is_removed_by_the_next(tmp_path):
+    """A save killed mid-write (SIGKILL: no cleanup runs) leaves its temporary file; the next
+    save of the same path removes it, and leaves other files and live saves' files alone."""
+    path = tmp_path / "run.pt"
+    code = (
+        "import os, sys, companion.checkpoints as c\n"
+        "from pathlib import Path\n"
+        "p = Path(sys.argv[1])\n"
+        "fd, tmp = c.tempfile.mkstemp(dir=p.parent, prefix=c._temp_prefix(p), suffix='.tmp')\n"
+        "os.write(fd, b'half a checkpoint')\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    killed = subprocess.run([sys.executable, "-c", code, str(path)], env=env)
+    assert killed.returncode == -9
+    assert len(temps(tmp_path)) == 1
+    # a live save in this process, and an unrelated dotfile, must survive
+    live = tmp_path / f"{_temp_prefix(path)}live.tmp"
+    live.write_bytes(b"being written")
+    other = tmp_path / ".run.pt.notes"
+    other.write_bytes(b"mine")
+    old_foreign = tmp_path / ".run.pt.elsewhere.1.abc.tmp"  # another host's, untouched for days
+    old_foreign.write_bytes(b"old")
+    os.utime(old_foreign, (0, 0))
+    model, opt = fresh()
+    save_checkpoint(path, model, opt)
+    assert temps(tmp_path) == [live.name]
+    assert other.exists()
+    load_checkpoint(path, model)

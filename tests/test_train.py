@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import signal
 import warnings
 from collections import namedtuple
 
@@ -389,7 +390,8 @@ def test_stateful_model_must_return_a_pair():
         )
 
 
-def test_keyboard_interrupt_returns_the_history_so_far(capsys):
+def test_keyboard_interrupt_stops_the_caller_with_the_history_so_far(capsys):
+    """Ctrl-C is not swallowed (as in Keras and Lightning): a loop over runs stops."""
     x, y = sum_task(12)
     model, opt = make()
     calls = {"n": 0}
@@ -400,11 +402,94 @@ def test_keyboard_interrupt_returns_the_history_so_far(capsys):
             raise KeyboardInterrupt
         return nn.functional.mse_loss(pred, target)
 
-    hist = fit(model, batches(x, y, 4), loss_fn=loss_fn, optimizer=opt, epochs=5, progress=False)
-    assert hist.interrupted and len(hist) == 1
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "interrupted in epoch 2 (batch 2)" in out
+    passed, started = History(), []
+    with pytest.raises(KeyboardInterrupt) as info:
+        for run in range(3):  # a loop of runs: the first Ctrl-C ends the loop
+            started.append(run)
+            fit(model, batches(x, y, 4), loss_fn=loss_fn, optimizer=opt, epochs=5,
+                progress=False, history=passed)  # fmt: skip
+    assert started == [0]
+    assert info.value.history is passed and passed.interrupted and len(passed) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted in epoch 2 (batch 2), at a step boundary" in err
     assert model.training
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+class SlowSGD(torch.optim.Optimizer):
+    """Plain SGD that steps one parameter at a time and gets a real SIGINT half-way through,
+    as a Ctrl-C that lands inside ``optimizer.step()``."""
+
+    def __init__(self, params, lr: float) -> None:
+        super().__init__(params, {"lr": lr})
+        self.signal_at_step = None
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.steps += 1
+        params = [p for group in self.param_groups for p in group["params"]]
+        for k, p in enumerate(params):
+            if self.steps == self.signal_at_step and k == len(params) // 2:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # Python runs the handler between these bytecodes
+                    pass
+            p.add_(p.grad, alpha=-self.param_groups[0]["lr"])
+
+
+def test_a_real_sigint_inside_the_optimizer_step_waits_for_the_whole_step():
+    x, y = sum_task(12)
+    torch.manual_seed(0)
+    model = LastStep()
+    opt = SlowSGD(model.parameters(), lr=0.1)
+    opt.signal_at_step = 2
+    seen = {}
+
+    def loss_fn(pred, target):  # records, before each step, the weights and then the grads
+        seen["before"] = [p.detach().clone() for p in model.parameters()]
+        return nn.functional.mse_loss(pred, target)
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(model, batches(x, y, 4), loss_fn=loss_fn, optimizer=opt, epochs=3, progress=False)
+    assert opt.steps == 2 and len(info.value.history) == 0
+    grads = [p.grad for p in model.parameters()]
+    for p, before, g in zip(model.parameters(), seen["before"], grads):
+        torch.testing.assert_close(p.detach(), before - 0.1 * g)  # every parameter stepped
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_metric_that_raises_in_validation_names_itself_the_phase_and_the_epoch():
+    x, y = sum_task(12)
+    model, opt = make()
+    calls = {"n": 0}
+
+    def flaky(pred, target):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second validation pass: epoch 2
+            raise ValueError("labels must be integers")
+        return 0.0
+
+    history = History()
+    with pytest.raises(ValueError, match="labels must be integers") as info:
+        fit(model, batches(x, y, 12), loss_fn=nn.MSELoss(), optimizer=opt, epochs=3,
+            val_data=(x, y), metrics={"acc": flaky}, progress=False, history=history)  # fmt: skip
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "raised by metric 'acc'" in notes
+    assert "fit: in epoch 2 (validation)" in notes and "1 completed epoch " in notes
+    assert info.value.history is history and len(history) == 1
+
+
+def test_a_loss_that_raises_in_training_names_itself_and_the_batch():
+    x, y = sum_task(12)
+    model, opt = make()
+
+    def loss_fn(pred, target):
+        raise RuntimeError("shape mismatch in my loss")
+
+    with pytest.raises(RuntimeError, match="shape mismatch in my loss") as info:
+        fit(model, batches(x, y, 4), loss_fn=loss_fn, optimizer=opt, epochs=1, progress=False)
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    assert "raised by loss_fn" in notes and "fit: in epoch 1 (batch 1)" in notes
 
 
 def test_nan_loss_raises_naming_epoch_and_batch_and_leaves_parameters_finite():

@@ -4,7 +4,7 @@ For every sequence length in LENGTHS and batch size in BATCHES (and at length 10
 batch sizes in BATCH_SWEEP), time one forward and backward
 pass (the loss is the sum of the outputs) of four one-layer models with H_in = H = 64:
 
-- ``minGRU scan``: ``companion.models.MinGRU(mode="parallel")``, the log-space scan;
+- ``minGRU scan``: ``companion.models.MinGRU(mode="parallel")``, the chunked scan;
 - ``minGRU loop``: the same layer with ``mode="sequential"``, a Python loop over time;
 - ``nn.GRU``: PyTorch's fused GRU;
 - ``GRU (companion)``: the GRU written from its equations, a Python loop over time.
