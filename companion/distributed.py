@@ -409,7 +409,7 @@ def _check_layout(path: PathLike, layout: Any, data: Any) -> None:
         return
     before, now = layout.get("global_batch"), global_batch(data)
     if before is not None and now is not None and before != now:
-        world_size = _world()[1]
+        world_size = data.world_size if isinstance(data, ShardedBatches) else _world()[1]
         raise ValueError(
             f"load_checkpoint: {path} was trained with a global batch of {before} samples on "
             f"{layout.get('world_size')} ranks; the resumed data gives {now} on {world_size}. "
