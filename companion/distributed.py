@@ -31,6 +31,12 @@ Data: :func:`shard_batches` gives each rank its rows of every batch, which keeps
 :func:`companion.data.lm_batches` it keeps the same rows on a rank from batch to batch, so each
 rank carries the hidden states of its own slice of the text streams (truncated BPTT).
 
+Random numbers: every rank must build the same global batches, so a shuffling ``DataLoader``
+must draw the same order everywhere: seed every rank alike, or give it its own
+``generator=torch.Generator().manual_seed(seed)``. With the global generator seeded alike, dropout
+draws the same masks on every rank's rows; reseed each rank after building the model
+(``torch.manual_seed(seed + rank)``) and give the ``DataLoader`` its own generator.
+
 Checkpoints: :func:`save_checkpoint` and :func:`load_checkpoint` are called on every rank; rank 0
 writes, every rank reads. The file holds the unwrapped model, so it loads into a plain model on
 one process, and records the global batch, so a resumed run on any number of ranks that divides

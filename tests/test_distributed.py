@@ -287,3 +287,22 @@ def test_ddp_without_a_process_group_says_how_to_start_one():
     assert distributed.replicas(model) == distributed.Replicas()
     assert distributed.Replicas().first_nonfinite(float("inf")) == 0
     assert distributed.Replicas().first_nonfinite(1.0) is None
+
+
+def test_fit_tells_a_distributed_sampler_the_epoch():
+    from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    dataset = TensorDataset(x, y)
+    sampler = DistributedSampler(dataset, num_replicas=2, rank=1, shuffle=True, seed=0)
+    loader = DataLoader(dataset, batch_size=4, sampler=sampler)
+    orders = []
+    model, opt = new_linear()
+    for _ in range(2):  # one epoch per call; history carries the epoch number on
+        fit(model, loader, loss_fn=nn.MSELoss(), optimizer=opt, epochs=1, progress=False)
+        orders.append(list(sampler))
+    history = fit(model, loader, loss_fn=nn.MSELoss(), optimizer=opt, epochs=3, progress=False)
+    assert sampler.epoch == 3 and len(history) == 3
+    assert orders[0] == orders[1]  # epoch 1 both times: the same shuffle
+    assert list(sampler) != orders[0] and len(orders[0]) == 8  # rank 1's half, reshuffled
+    assert distributed.global_batch(loader) == 4  # no process group: one rank
