@@ -14,6 +14,7 @@ One module per idea:
 - :mod:`companion.book`: the book's own files (stored sweeps, their scripts) for the chapters,
   found locally or downloaded on Colab.
 - :mod:`companion.train`: a training loop with progress bars, history, TBPTT and checkpoints.
+- :mod:`companion.distributed`: the same loop on several processes with ``torch.distributed``.
 - :mod:`companion.diagnostics`: gradient flow, spectral radius, gate statistics.
 - :mod:`companion.plots`: the book's figures.
 - :mod:`companion.safe_globals`: companion's layers on torch's weights-only allowlist, registered

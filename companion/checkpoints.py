@@ -135,6 +135,7 @@ def save_checkpoint(
     config: Mapping[str, Any] | None = None,
     *,
     scheduler: Any = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write model, optimizer, scheduler, history, config and RNG states to ``path``, atomically.
 
@@ -155,20 +156,30 @@ def save_checkpoint(
             hyperparameters needed to rebuild the model; anything else raises ``TypeError``
             before anything is written.
         scheduler: a learning-rate scheduler whose ``state_dict()`` to save.
+        extra: JSON-like facts about the run that are not the model's config, such as the world
+            size and global batch :mod:`companion.distributed` records; returned by
+            :func:`load_checkpoint` as ``"extra"``.
+
+    A model wrapped in ``DistributedDataParallel`` is saved unwrapped, so that it loads into a
+    plain model.
 
     Returns:
         ``path`` as a ``Path``.
     """
+    from companion.distributed import unwrap  # lazily: distributed imports this module
+
     path = Path(path)
-    if config is not None:
-        _check_json_like(config, "config")
+    for name, value in (("config", config), ("extra", extra)):
+        if value is not None:
+            _check_json_like(value, name)
     payload = _serialize(
         {
-            "model": model.state_dict(),
+            "model": unwrap(model).state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "history": history.to_dict() if history is not None else None,
             "config": config,
+            "extra": extra,
             "rng": _rng_states(),
             "companion_version": _companion_version(),
         }
@@ -351,6 +362,7 @@ def load_checkpoint(
     *,
     scheduler: Any = None,
     restore_rng: bool = False,
+    check_extra: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Restore a checkpoint written by :func:`save_checkpoint` into ``model`` (and the others).
 
@@ -364,9 +376,14 @@ def load_checkpoint(
         scheduler: a scheduler to restore (the checkpoint must hold one).
         restore_rng: also restore the random generators, to resume a run exactly (shuffling,
             dropout). Off by default, since it rewinds every generator of the process.
+        check_extra: called with the saved ``extra`` (None if there is none) before anything
+            is restored; it raises to refuse the checkpoint.
+
+    A ``DistributedDataParallel`` model is restored through the module it wraps.
 
     Returns:
-        ``{"history": History or None, "config": ..., "companion_version": str or None}``.
+        ``{"history": History or None, "config": ..., "companion_version": str or None}``, and
+        ``"extra"`` when the file has some.
 
     Raises:
         FileNotFoundError: if there is no file at ``path``.
@@ -377,8 +394,10 @@ def load_checkpoint(
         ValueError: if ``optimizer`` or ``scheduler`` is given but the checkpoint has no state
             for it, or the optimizer's groups differ.
     """
+    from companion.distributed import unwrap  # lazily: distributed imports this module
     from companion.train import History, _model_device  # lazily: train imports this module
 
+    model = unwrap(model)
     path = Path(path)
     if map_location is None:
         map_location = _model_device(model)
@@ -390,6 +409,8 @@ def load_checkpoint(
         raise ValueError(f"load_checkpoint: expected scheduler state in {path}, got none")
     if restore_rng and checkpoint.get("rng") is None:
         raise ValueError(f"load_checkpoint: expected RNG states in {path}, got none")
+    if check_extra is not None:
+        check_extra(checkpoint.get("extra"))
     raw_history = checkpoint.get("history")
     history = History.from_dict(raw_history) if raw_history is not None else None
 
@@ -400,8 +421,11 @@ def load_checkpoint(
         scheduler.load_state_dict(checkpoint["scheduler"])
     if restore_rng:
         _set_rng_states(checkpoint["rng"])
-    return {
+    result = {
         "history": history,
         "config": checkpoint.get("config"),
         "companion_version": checkpoint.get("companion_version"),
     }
+    if checkpoint.get("extra") is not None:
+        result["extra"] = checkpoint["extra"]
+    return result

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 from tqdm import tqdm
 
+from companion import distributed
 from companion._checks import check_int
 from companion.checkpoints import load_checkpoint, save_checkpoint
 
@@ -468,6 +469,7 @@ class _Run:
     stateful: bool
     use_closure: bool
     metrics: dict[str, Metric]
+    replicas: distributed.Replicas  # the processes training this model: one, or DDP's ranks
 
 
 def _check_clip(clip_grad_norm: Any) -> float | None:
@@ -510,6 +512,7 @@ def _prepare_run(
     stateful: bool,
     amp: Any,
     closure: bool | None,
+    ddp: bool = False,
 ) -> _Run:
     if not callable(loss_fn):
         raise TypeError(f"fit: expected loss_fn to be callable(prediction, y), got {loss_fn!r}")
@@ -518,10 +521,18 @@ def _prepare_run(
     clip = _check_clip(clip_grad_norm)
     metrics = _check_metrics(metrics, "fit")
     device = _resolve_device(model, device)
+    model = distributed.wrap(model, device) if ddp else model
+    replicas = distributed.replicas(model)
     use_closure = isinstance(optimizer, torch.optim.LBFGS) if closure is None else bool(closure)
+    if use_closure and replicas.world_size > 1:
+        raise ValueError(
+            "fit: expected a step without a closure under DistributedDataParallel, got a closure "
+            "optimizer (L-BFGS): its line search compares each rank's own loss, so the ranks "
+            "would take different steps. Train full-batch on one process"
+        )
     amp_dtype, scaler = _amp_setup(amp, device, use_closure)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    names = _parameter_names(model, params)
+    names = _parameter_names(distributed.unwrap(model), params)
     return _Run(
         model,
         loss_fn,
@@ -535,6 +546,7 @@ def _prepare_run(
         stateful,
         use_closure,
         metrics,
+        replicas,
     )
 
 
@@ -579,7 +591,7 @@ def _nonfinite_grads(run: _Run, norm: float, where: str) -> FloatingPointError:
     )
 
 
-def _nonfinite_loss(value: float, where: str, clip: float | None) -> FloatingPointError:
+def _nonfinite_loss(value: float | str, where: str, clip: float | None) -> FloatingPointError:
     advice = (
         "try a lower learning rate"
         if clip is not None
@@ -598,8 +610,11 @@ def _forward_loss(
         with _blame("loss_fn"):
             loss = run.loss_fn(pred, y)
     value = _scalar(loss, "the value of loss_fn")
-    if not math.isfinite(value):
-        raise _nonfinite_loss(value, where, run.clip)
+    bad = run.replicas.first_nonfinite(value)  # every rank refuses, or none: see distributed
+    if bad is not None:
+        if run.replicas.world_size > 1:
+            where = f"{where} on rank {bad} of {run.replicas.world_size}"
+        raise _nonfinite_loss(value if bad == run.replicas.rank else "non-finite", where, run.clip)
     return loss, value, pred, new_state
 
 
@@ -677,6 +692,7 @@ def _train_epoch(
     loss_sum, count = 0.0, 0
     metric_sums = dict.fromkeys(run.metrics, 0.0) if with_metrics else {}
     norms: list[Tensor] = []
+    distributed.start_epoch(train_data, epoch)
     # Epochs and batches are counted from 1 in every message, as in History and the progress bar.
     for index, batch in enumerate(train_data, start=1):
         progress.batch = index
@@ -697,6 +713,8 @@ def _train_epoch(
                 with _blame(f"metric {name!r}"):
                     score = run.metrics[name](_for_metric(pred), y)
                 metric_sums[name] += _scalar(score, f"metric {name!r}") * n
+    totals, count = run.replicas.sum_over_ranks({"loss": loss_sum, **metric_sums}, count)
+    loss_sum, metric_sums = totals.pop("loss"), totals  # DDP: over all ranks
     if count == 0:
         raise ValueError(f"fit: train_data yielded no batches in epoch {epoch}")
     norm_values = torch.stack(norms)
@@ -759,6 +777,7 @@ def fit(
     scheduler: Any = None,
     closure: bool | None = None,
     history: History | None = None,
+    ddp: bool = False,
 ) -> History:
     """Train ``model`` for ``epochs`` passes over ``train_data`` and return the :class:`History`.
 
@@ -797,6 +816,11 @@ def fit(
         history: a history to append to (resuming training); epochs and times continue from its
             last record. To resume exactly, restore it with :func:`load_checkpoint`
             (``restore_rng=True``, with the scheduler).
+        ddp: wrap the model in ``DistributedDataParallel`` for this run (torch.distributed must
+            be initialised). A model that is a ``DistributedDataParallel`` already is trained
+            data-parallel without it: progress on rank 0, losses and non-finite checks agreed
+            by all ranks; see :mod:`companion.distributed`, whose ``shard_batches`` splits the
+            data.
 
     Returns:
         The history, one record per completed epoch (see :class:`History`); ``lr`` is the learning
@@ -829,7 +853,7 @@ def fit(
     """
     epochs = check_int("fit", "epochs", epochs, minimum=0)
     run = _prepare_run(
-        model, optimizer, loss_fn, clip_grad_norm, device, metrics, stateful, amp, closure
+        model, optimizer, loss_fn, clip_grad_norm, device, metrics, stateful, amp, closure, ddp
     )
     train_data = _as_batches(train_data, "fit", "train_data", epochs)
     if val_data is not None:
@@ -845,7 +869,8 @@ def fit(
     start = time.perf_counter()
     was_training = model.training
     # 80 columns, the width of the book's pages: tqdm narrows the bar to fit.
-    bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not progress, ncols=80)
+    shown = progress and run.replicas.is_main  # one bar, not one per rank
+    bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not shown, ncols=80)
     where = _Progress(epoch_offset)
     try:
         for epoch in range(epoch_offset + 1, epoch_offset + epochs + 1):
@@ -854,7 +879,7 @@ def fit(
             if val_data is not None:
                 where.phase = "validation"
                 scores = evaluate(
-                    model,
+                    run.model,
                     val_data,
                     loss_fn=loss_fn,
                     metrics=run.metrics,
@@ -949,6 +974,7 @@ def evaluate(
                 count += n
     finally:
         model.train(was_training)
+    sums, count = distributed.replicas(model).sum_over_ranks(sums, count)  # DDP: over all ranks
     if count == 0:
         raise ValueError("evaluate: data yielded no batches")
     return {name: total / count for name, total in sums.items()}
