@@ -20,11 +20,13 @@ Every measurement records the minimum, median and maximum of ``--repeats`` runs 
 rotates, so background load hits all of them alike. CUDA (and MPS) work is synchronised before
 the clock is read. Each variant's output is compared with ``torch.nn``'s (``max_abs_diff``).
 
-Each run records the load average before and after, the threads, the torch version and the
-settings, and ends with ``companion.benchmark.check_conditions``: it warns (and the book's tests
-reject a stored file) when the load average was above the number of cores, or when a longer
-sequence ran faster than a shorter one beyond the spread. The results file's layout is in
-``companion.benchmark``, which also reads it back (chapter 11 uses it).
+Each run records, besides the threads, the torch version and the settings, every timed repeat
+with its wall time and the timing thread's CPU time, and what else used the machine during the
+run (``companion.benchmark.ContentionMonitor``: other processes' CPU time per core, the load
+averages before and after). It ends with ``companion.benchmark.check_conditions``, which says
+which measurement would make ``companion.benchmark.load_results`` (and so the book's tests and
+chapters) refuse the file, and by how much. The results file's layout is in
+``companion.benchmark``.
 
 Usage, from the repository root::
 
@@ -51,12 +53,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime as _dt
 import json
-import math
 import os
-import platform
-import statistics
 import sys
 import time
 import traceback
@@ -77,11 +75,17 @@ from companion.benchmark import (
     FLOAT32,
     FLOOR_SHAPE,
     GPU_GOAL_SHAPE,
-    SCHEMA_VERSION,
+    ContentionMonitor,
     Shape,
-    check_conditions,
+    _sig,
+    conditions_report,
+    cpu_name,
+    finish_results,
     format_table,
     goal_report,
+    new_results,
+    summarize,
+    timed,
 )
 from companion.device import device_name, pick_device
 
@@ -164,12 +168,14 @@ def make_plan(
             ("LSTM", "GRU"),
             (Shape(4, 6, 3, 5), Shape(4, 12, 3, 5)),
             (Shape(1, 6, 1, 1),),
-            _grid((1, 4), (5,), 6, 2),
+            # Two grid shapes that differ in more than one size: at these sizes every time is
+            # fixed cost, so a larger batch alone need not take longer (nor a wider input).
+            (Shape(1, 6, 2, 5), Shape(4, 24, 2, 5)),
             Shape(4, 6, 3, 5),
             (6, 9),
             ("LSTM",),
             tiny_lm,
-            repeats or 2,
+            repeats or 5,
             warmup or 1,
         )
     raise ValueError(f"make_plan: expected preset 'full', 'quick' or 'tiny', got {preset!r}")
@@ -372,20 +378,18 @@ def time_interleaved(
     repeats: int,
     warmup: int,
     sync: Callable[[], None] = lambda: None,
-) -> dict[str, list[float]]:
-    """Seconds per call of every runner, interleaved: ``warmup`` untimed rounds, then
-    ``repeats`` timed ones; round r starts with runner r mod K, so none always runs first."""
+) -> dict[str, list[tuple[float, float]]]:
+    """(wall seconds, CPU seconds of the timing thread) per call of every runner, interleaved:
+    ``warmup`` untimed rounds, then ``repeats`` timed ones; round r starts with runner r mod K,
+    so none always runs first."""
     names = list(runners)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for r in range(warmup + repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            sync()
-            start = time.perf_counter()
-            runners[name]()
-            sync()
+            sample = timed(runners[name], sync)
             if r >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(sample)
     return times
 
 
@@ -408,26 +412,9 @@ def _forward_backward(
     return run
 
 
-def _summary(times: Sequence[float]) -> dict[str, Any]:
-    ms = sorted(t * 1e3 for t in times)
-    q1, _, q3 = (
-        statistics.quantiles(ms, n=4, method="inclusive") if len(ms) > 1 else (ms[0], ms[0], ms[0])
-    )
-    return {
-        "min_ms": _sig(ms[0]),
-        "median_ms": _sig(statistics.median(ms)),
-        "max_ms": _sig(ms[-1]),
-        "q1_ms": _sig(q1),
-        "q3_ms": _sig(q3),
-        "times_ms": [_sig(t) for t in ms],
-    }
-
-
-def _sig(value: float, digits: int = 4) -> float:
-    """``value`` rounded to ``digits`` significant digits (timings are not worth more)."""
-    if value == 0 or not math.isfinite(value):
-        return value
-    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+def _summary(samples: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """The stored samples and summaries of (wall, CPU) seconds per call."""
+    return summarize([w for w, _ in samples], [c for _, c in samples])
 
 
 def _pairs(device: torch.device, variants: Sequence[str]) -> list[tuple[str, str]]:
@@ -659,26 +646,13 @@ def _add_ratios(rows: list[dict], keys: Sequence[str]) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
-
 def _device_info(device: torch.device) -> dict:
+    """The device's type, name and threads (and on CUDA its versions); ``new_results`` adds
+    the versions, core count and affinity every timing file records."""
     info = {
         "type": device.type,
-        "name": _cpu_name() if device.type == "cpu" else device_name(device),
-        "cpu": _cpu_name(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
+        "name": cpu_name() if device.type == "cpu" else device_name(device),
         "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
     }
     if device.type == "cuda":
         info.update(
@@ -689,13 +663,6 @@ def _device_info(device: torch.device) -> dict:
             memory_gib=round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1),
         )
     return info
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except (OSError, AttributeError):
-        return None
 
 
 def _jobs(
@@ -731,26 +698,31 @@ def run_suite(
 ) -> dict:
     """Measure everything in ``plan`` on ``device``; return the results (the layout is in
     ``companion.benchmark``)."""
-    started = time.perf_counter()
-    results: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": _device_info(device),
-        "load_average_before": _load_average(),
-        "settings": {
-            "repeats": plan.repeats,
-            "warmup": plan.warmup,
-            "compile": compile,
-            "compile_backend": compile_backend if compile else None,
-            "inductor_caches": None,
-            "train": dict(plan.train),
-            "loss": "sum of the outputs; the input does not require a gradient",
-        },
-        "forward_backward": [],
-        "training": [],
-        "recompilation": [],
-        "notes": [],
+    settings = {
+        "repeats": plan.repeats,
+        "warmup": plan.warmup,
+        "compile": compile,
+        "compile_backend": compile_backend if compile else None,
+        "inductor_caches": None,
+        "train": dict(plan.train),
+        "loss": "sum of the outputs; the input does not require a gradient",
     }
+    results = new_results("bench", settings, _device_info(device))
+    results["recompilation"] = []
+    with ContentionMonitor() as monitor:
+        _measure(results, device, plan, compile, compile_backend, log)
+    return finish_results(results, monitor)
+
+
+def _measure(
+    results: dict,
+    device: torch.device,
+    plan: Plan,
+    compile: bool,
+    compile_backend: str,
+    log: Callable[[str], None],
+) -> None:
+    """Fill the sections of ``results`` with everything ``plan`` measures."""
     if compile and compile_backend == "inductor":
         import torch._inductor.config as inductor_config
 
@@ -792,10 +764,6 @@ def run_suite(
         )
     _add_ratios(results["training"], ("kind",))
     results["goals"] = goal_report(results)
-    results["load_average_after"] = _load_average()
-    results["duration_s"] = round(time.perf_counter() - started, 1)
-    results["conditions"] = check_conditions(results)
-    return results
 
 
 # ------------------------------------------------------------------------------------------------
@@ -878,20 +846,15 @@ def _report(results: Mapping[str, Any]) -> None:
             f"{p['graphs_compiled']}, recompilations {p['recompilations']}, first calls "
             f"{p['first_call_s']} s"
         )
-    print("\ngoals:")
+    print("\ngoals (verdict from the interquartile ranges):")
     for g in results["goals"]:
-        verdict = "not run" if g["met"] is None else "met" if g["met"] else "MISSED"
         print(
             f"  {g['kind']} {g['variant']} / {g['baseline']} at N={g['batch']} "
             f"L={g['length']} H={g['hidden_size']}: {g['ratio']} <= {g['max_ratio']}? "
-            f"{verdict}"
+            f"{g['verdict'] or 'not run'}"
         )
-    print(
-        f"\nload average before {results['load_average_before']}, after "
-        f"{results['load_average_after']}; {results['duration_s']} s"
-    )
-    for problem in results["conditions"]:
-        print(f"WARNING: {problem}: these results would be rejected", file=sys.stderr)
+    print()
+    print(conditions_report(results))
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -934,6 +897,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         help="JSON file to write (default book/data/11_bench_<device>_t<N>.json)",
     )
     parser.add_argument("--csv", default=None, help="also write the rows as CSV")
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        help="a sentence for the file's notes, e.g. what else ran on the machine (repeatable)",
+    )
     args = parser.parse_args(argv)
 
     device = pick_device(args.device)
@@ -952,7 +921,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
             torch.set_num_threads(threads)
         print(
             f"torch {torch.__version__} on {device} ({_device_info(device)['name']}), "
-            f"{torch.get_num_threads()} threads, load average {_load_average()}"
+            f"{torch.get_num_threads()} threads, load average {os.getloadavg()}"
         )
         print(
             f"preset {preset}: {plan.repeats} timed runs after {plan.warmup} warm-up runs, "
@@ -962,6 +931,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         results["settings"].update(
             preset=preset, argv=list(argv if argv is not None else sys.argv[1:])
         )
+        results["notes"] += args.note
         _report(results)
         out = _out_path(args.out, device, threads, len(args.threads) > 1, preset)
         if out is not None:

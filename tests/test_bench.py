@@ -1,15 +1,19 @@
 """The benchmark (benchmarks/bench.py) at tiny sizes, and the results API (companion.benchmark):
-it runs, writes the documented file, computes the ratios, refuses results measured under load or
-inconsistent with the work, and its goal report, crossover, tables and plots work on any results
-file, including the stored CPU results chapter 11 reads. Timings themselves are never asserted,
-except the stored ones' consistency."""
+it runs, writes the documented file, computes the ratios, and its goal report, crossover, tables
+and plots work on any results file. The loader is attacked: a run that shares its core with a
+busy loop is refused and the same run alone on a core accepted; edited medians, a forged core
+count, null loads and more work that ran faster are refused. Every stored timing file of
+chapters 11 and 12 must load (be accepted). Timings themselves are never asserted."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import bench  # benchmarks/bench.py, on pytest's pythonpath (pyproject.toml)
@@ -19,9 +23,11 @@ import torch
 from torch import nn
 
 from companion import benchmark
+from companion.book import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 STORED_CPU = [ROOT / "book" / "data" / f"11_bench_cpu_t{n}.json" for n in (1, 2)]
+STORED_12 = [ROOT / "book" / "data" / f"12_{name}_cpu.json" for name in ("speed", "generation")]
 
 matplotlib.use("Agg")
 
@@ -53,14 +59,18 @@ def tiny_results(tmp_path_factory):
 
 def test_tiny_run_records_its_conditions_and_the_spread(tiny_results):
     out, csv_path = tiny_results
-    results = benchmark.load_results(out)
-    assert results["schema"] == benchmark.SCHEMA_VERSION == 2
+    # this machine may be busy: the layout is checked here, the conditions below
+    results = benchmark.load_results(out, refuse=False)
+    assert results["schema"] == benchmark.SCHEMA_VERSION == 3 and results["layout"] == "bench"
     device = results["device"]
     assert device["type"] == "cpu" and device["name"] and device["torch"] == torch.__version__
-    assert device["threads"] == 1 and device["cpu_count"] >= 1
-    assert len(results["load_average_before"]) == len(results["load_average_after"]) == 3
-    assert results["settings"]["repeats"] == 2 and results["settings"]["compile"]
-    assert isinstance(results["conditions"], list)
+    assert device["threads"] == 1 and device["cpu_count"] >= 1 and device["affinity"]
+    c = results["contention"]
+    assert len(c["load_before"]) == len(c["load_after"]) == 3
+    assert len(c["cores"]) == device["cpu_count"] and 0 < c["own_cpu_s"] and 0 < c["wall_s"]
+    assert 0 < c["cpu_share"] <= 1.01 and c["others_cores"] >= 0
+    assert results["settings"]["repeats"] == 5 and results["settings"]["compile"]
+    assert results["conditions"] == benchmark.check_conditions(results)
     rows = results["forward_backward"]
     assert {r["kind"] for r in rows} == {"LSTM", "GRU"}
     assert {r["variant"] for r in rows} == {
@@ -73,8 +83,9 @@ def test_tiny_run_records_its_conditions_and_the_spread(tiny_results):
     }
     assert {r["group"] for r in rows} == {"goal", "floor", "grid", "compile"}
     for r in rows:
-        assert len(r["times_ms"]) == 2
+        assert len(r["times_ms"]) == len(r["cpu_ms"]) == 5
         assert 0 < r["min_ms"] <= r["q1_ms"] <= r["median_ms"] <= r["q3_ms"] <= r["max_ms"]
+        assert all(cpu <= wall * 1.002 for cpu, wall in zip(r["cpu_ms"], r["times_ms"]))
         # every variant computes torch.nn's function from torch.nn's weights
         assert r["max_abs_diff"] < 1e-5, r
     header = csv_path.read_text().splitlines()[0]
@@ -82,7 +93,7 @@ def test_tiny_run_records_its_conditions_and_the_spread(tiny_results):
 
 
 def test_ratios_are_to_torch_nn_at_the_same_shape(tiny_results):
-    results = benchmark.load_results(tiny_results[0])
+    results = benchmark.load_results(tiny_results[0], refuse=False)
     rows = results["forward_backward"]
     for r in rows:
         base = next(
@@ -103,7 +114,7 @@ def test_ratios_are_to_torch_nn_at_the_same_shape(tiny_results):
 
 
 def test_cuda_only_variants_are_not_run_on_a_cpu(tiny_results):
-    results = benchmark.load_results(tiny_results[0])
+    results = benchmark.load_results(tiny_results[0], refuse=False)
     assert all(r["precision"] == "float32" for r in results["forward_backward"])
     pairs = bench._pairs(torch.device("cuda"), ["torch.nn", "companion+cudagraphs"])
     assert ("companion+cudagraphs", "float32") in pairs and ("torch.nn", "bf16-autocast") in pairs
@@ -115,7 +126,7 @@ def test_cuda_only_variants_are_not_run_on_a_cpu(tiny_results):
 
 
 def test_compiled_layer_recompiles_at_every_new_length_and_the_fused_one_never(tiny_results):
-    results = benchmark.load_results(tiny_results[0])
+    results = benchmark.load_results(tiny_results[0], refuse=False)
     probes = {(p["kind"], p["variant"]): p for p in results["recompilation"]}
     for kind in ("LSTM", "GRU"):
         compiled, fast = probes[kind, "companion+compile"], probes[kind, "companion+fused"]
@@ -161,7 +172,9 @@ def test_out_paths_name_the_thread_count(tmp_path):
     assert bench._out_path(str(tmp_path / "r.json"), cpu, 2, False, "quick").name == "r.json"
 
 
-def _row(variant, length, median, spread=0.05, kind="LSTM", batch=8, hidden=256):
+def _row(variant, length, median, spread=0.05, kind="LSTM", batch=8, hidden=256, share=0.99):
+    """A forward+backward row whose five repeats spread by ``spread`` around ``median`` ms."""
+    walls = [median * (1 + spread * k) / 1e3 for k in (-1, -0.5, 0, 0.5, 1)]
     return {
         "section": "forward_backward",
         "group": "grid",
@@ -172,12 +185,33 @@ def _row(variant, length, median, spread=0.05, kind="LSTM", batch=8, hidden=256)
         "length": length,
         "input_size": 64,
         "hidden_size": hidden,
-        "min_ms": median * (1 - spread),
-        "median_ms": median,
-        "max_ms": median * (1 + spread),
-        "q1_ms": median,
-        "q3_ms": median,
+        **benchmark.summarize(walls, [w * share for w in walls]),
     }
+
+
+def _finish(results, load=(0.3, 0.2, 0.1), others=0.02):
+    """Complete a synthetic file as a 10 s run on cores 0 and 1 would, with ``others`` cores of
+    CPU used by other processes, and store its derived fields."""
+    own = 9.0
+    results["contention"] = {
+        "wall_s": 10.0,
+        "own_cpu_s": own,
+        "cores": {
+            "0": {"busy_s": own, "steal_s": 0.0, "idle_s": 10.0 - own},
+            "1": {"busy_s": 10 * others, "steal_s": 0.0, "idle_s": 10 - 10 * others},
+        },
+        "load_before": list(load),
+        "load_after": list(load),
+    }
+    results["contention"].update(benchmark._contention_summaries(results))
+    if results["layout"] == "bench":
+        bench._add_ratios(
+            results["forward_backward"],
+            ("group", "kind", "batch", "length", "input_size", "hidden_size"),
+        )
+        results["goals"] = benchmark.goal_report(results)
+    benchmark.validate_results(results)
+    return results
 
 
 def _synthetic(device_type, ms_of_batch, batches=(1, 8, 64, 256), load=(0.3, 0.2, 0.1)):
@@ -186,25 +220,12 @@ def _synthetic(device_type, ms_of_batch, batches=(1, 8, 64, 256), load=(0.3, 0.2
         for v in ("torch.nn", "companion")
         for b in batches
     ]
-    results = {
-        "schema": benchmark.SCHEMA_VERSION,
-        "created": "2026-01-01T00:00:00+00:00",
-        "device": {
-            "type": device_type,
-            "name": f"synthetic {device_type}",
-            "torch": "2.13.0",
-            "threads": 1,
-            "cpu_count": 2,
-        },
-        "settings": {},
-        "forward_backward": rows,
-        "training": [],
-        "goals": [],
-        "load_average_before": list(load),
-        "load_average_after": list(load),
-    }
-    benchmark.validate_results(results)
-    return results
+    results = benchmark.new_results(
+        "bench", {}, {"type": device_type, "name": f"synthetic {device_type}", "threads": 1}
+    )
+    results["device"].update(cpu_count=2, affinity=[0, 1])
+    results["forward_backward"] = rows
+    return _finish(results, load)
 
 
 def test_crossover_batch_on_synthetic_results():
@@ -221,29 +242,87 @@ def test_crossover_batch_on_synthetic_results():
     assert benchmark.batch_curve(cpu, "LSTM") == {1: 1.0, 8: 8.0, 64: 64.0, 256: 256.0}
 
 
-def test_conditions_refuse_a_loaded_machine():
+def test_conditions_refuse_load_in_any_window_and_other_processes():
     assert benchmark.check_conditions(_synthetic("cpu", float)) == []
-    busy = _synthetic("cpu", float, load=(7.6, 8.0, 9.2))
+    # quiet in the last minute, busy in the quarter of an hour before: refused, by how much
+    busy = _synthetic("cpu", float, load=(1.15, 5.05, 13.07))
     problems = benchmark.check_conditions(busy)
-    assert len(problems) == 2 and "above 2 cores" in problems[0]
-    # the run's own threads count in the load after it: at the core count it is not refused
-    full = _synthetic("cpu", float)
-    full["load_average_after"] = [2.3, 1.5, 0.8]
-    assert benchmark.check_conditions(full) == []
+    assert any(
+        "over 15 min 13.07 before the run, above 2 (2 cores) by 11.07" in p for p in problems
+    )
+    assert any("over 5 min 5.05 after" in p for p in problems)
+    # another process held one of the two cores throughout: the load may look fine, the
+    # per-core CPU time does not
+    shared = _finish(copy.deepcopy(busy), load=(1.0, 1.0, 1.0), others=1.0)
+    (problem,) = benchmark.check_conditions(shared)
+    assert "other processes used 1.00 cores" in problem and "by 0.85" in problem
+    # a run with more threads than the cores it may use competes with itself
+    crowded = copy.deepcopy(_synthetic("cpu", float))
+    crowded["device"]["threads"] = 3
+    assert "3 threads on 2 allowed core(s)" in benchmark.check_conditions(crowded)[0]
 
 
-def test_conditions_refuse_a_longer_sequence_that_ran_faster():
+def test_conditions_refuse_a_preempted_row_and_run():
+    results = _synthetic("cpu", float)
+    results["forward_backward"][3] = _row("torch.nn", 50, 256.0, batch=256, share=0.7)
+    results = _finish(results)
+    problems = benchmark.check_conditions(results)
+    assert any("row LSTM torch.nn grid N=256" in p and "ran 70%" in p for p in problems)
+    # a limit is a limit: the same row passes a looser one
+    assert benchmark.check_conditions(results, benchmark.Limits(min_cpu_share=0.6)) == []
+    everything = _synthetic("cpu", float)
+    everything["forward_backward"] = [
+        _row(r["variant"], 50, r["median_ms"], batch=r["batch"], share=0.5)
+        for r in everything["forward_backward"]
+    ]
+    problems = benchmark.check_conditions(_finish(everything))
+    assert "the run: its timing thread ran 50%" in problems[0] and "short by 40%" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "where"),
+    [("batch", 48, "N=48"), ("length", 100, "L=100"), ("hidden", 512, "H=512")],
+)
+def test_conditions_refuse_more_work_that_ran_faster_in_every_size(field, value, where):
     results = _synthetic("cpu", float)
     # the first benchmark's nn.LSTM at N=64, H=256: 602 ms at L=50, 399 ms at L=100
+    small = dict(length=50, batch=32, hidden=256)
     results["forward_backward"] += [
-        _row("torch.nn", 50, 602.0, batch=64),
-        _row("torch.nn", 100, 399.0, batch=64),
+        _row("torch.nn", median=602.0, kind="GRU", **small),
+        _row("torch.nn", median=399.0, kind="GRU", **{**small, field: value}),
     ]
-    (problem,) = benchmark.check_conditions(results)
-    assert "L=100 took 399.0 ms" in problem and "N=64" in problem
+    (problem,) = benchmark.check_conditions(_finish(results))
+    assert where in problem and "took 399.0 ms" in problem and "fastest run (571.9 ms)" in problem
     # within the spread it is noise, not a contradiction
-    results["forward_backward"][-1] = _row("torch.nn", 100, 590.0, batch=64)
+    results["forward_backward"][-1]["median_ms"] = 590.0
+    assert benchmark._monotone_problems(results) == []
+
+
+def test_outliers_are_reported_not_refused():
+    results = _synthetic("cpu", float)
+    row = results["forward_backward"][0]
+    walls = [t / 1e3 for t in row["times_ms"]] + [0.011]  # 11 ms in a row of ~1 ms
+    results["forward_backward"][0] = {**row, **benchmark.summarize(walls, walls)}
+    results = _finish(results)
+    (line,) = benchmark.outliers(results)
+    assert "N=1" in line and "far out: [11.0]" in line
     assert benchmark.check_conditions(results) == []
+
+
+def test_verdicts_need_interquartile_ranges_that_do_not_overlap():
+    fast, slow = [1.0, 1.1, 1.2, 1.3, 1.4], [2.0, 2.1, 2.2, 2.3, 2.4]
+    assert benchmark.verdict(fast, slow) == "faster"
+    assert benchmark.verdict(slow, fast) == "slower"
+    assert benchmark.verdict(fast, [1.25, 1.3, 1.35, 1.4, 1.5]) == "too close to call"
+    # goals bound the ratio a/b, whose range from the IQRs is [1.1/2.3, 1.3/2.1]
+    assert benchmark.verdict(fast, slow, goal=0.62) == "met"
+    assert benchmark.verdict(fast, slow, goal=0.47) == "missed"
+    assert benchmark.verdict(fast, slow, goal=0.55) == "too close to call"
+    # stored rows work alike, and the goal report carries the verdict
+    rows = _synthetic("cpu", float)["forward_backward"]
+    assert benchmark.verdict(rows[0], rows[1]) == "faster"
+    with pytest.raises(ValueError, match="at least one sample"):
+        benchmark.spread([])
 
 
 def test_load_results_rejects_a_wrong_file(tmp_path):
@@ -253,12 +332,12 @@ def test_load_results_rejects_a_wrong_file(tmp_path):
         benchmark.load_results(path)
     good = _synthetic("cpu", float)
     old = copy.deepcopy(good)
-    old["schema"] = 1
-    with pytest.raises(ValueError, match="expected schema 2"):
+    old["schema"] = 2
+    with pytest.raises(ValueError, match="expected schema 3, got 2 .measure again"):
         benchmark.validate_results(old)
     bad = copy.deepcopy(good)
-    del bad["forward_backward"][0]["min_ms"]
-    with pytest.raises(ValueError, match="neither min_ms"):
+    del bad["forward_backward"][0]["cpu_ms"]
+    with pytest.raises(ValueError, match="expected forward_backward row 0 .*cpu_ms, it is missing"):
         benchmark.validate_results(bad)
 
 
@@ -285,7 +364,7 @@ def _tables_and_plots(results):
 
 
 def test_tables_and_plots_on_the_tiny_file(tiny_results):
-    _tables_and_plots(benchmark.load_results(tiny_results[0]))
+    _tables_and_plots(benchmark.load_results(tiny_results[0], refuse=False))
 
 
 def test_the_script_runs_from_the_command_line(tmp_path):
@@ -308,21 +387,182 @@ def test_the_script_runs_from_the_command_line(tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    assert benchmark.load_results(out)["settings"]["preset"] == "tiny"
+    assert benchmark.load_results(out, refuse=False)["settings"]["preset"] == "tiny"
+
+
+REMEASURE = "measure them again on a quiet machine: sh benchmarks/remeasure.sh"
+
+
+def _accepted(path):
+    """The stored file, loaded (accepted) by the one loader; a clear failure if it is not."""
+    assert path.exists(), f"{path.name} is missing: {REMEASURE}"
+    try:
+        return benchmark.load_results(path)
+    except ValueError as err:
+        refusal = f"{err}\n{REMEASURE}"
+    pytest.fail(refusal, pytrace=False)
 
 
 @pytest.mark.parametrize("path", STORED_CPU, ids=lambda p: p.name)
 def test_the_stored_cpu_results_were_measured_under_fair_conditions(path):
-    assert path.exists(), (
-        "measure them on a quiet machine: python benchmarks/bench.py --device cpu --threads 1 2"
-    )
-    results = benchmark.load_results(path)
-    assert results["device"]["type"] == "cpu"
+    results = _accepted(path)
+    assert results["layout"] == "bench" and results["device"]["type"] == "cpu"
     assert results["device"]["threads"] == int(path.stem[-1])
     assert results["settings"]["preset"] == "full", "store the full preset, not --quick"
-    assert benchmark.check_conditions(results) == []
+    assert results["conditions"] == benchmark.check_conditions(results) == []
     report = _tables_and_plots(results)
     # the file chapter 11 reads has every CPU goal's ratio, so the chapter can report on them
-    assert all(g["ratio"] is not None for g in report)
+    assert all(g["ratio"] is not None and g["verdict"] for g in report)
     probes = {(p["kind"], p["variant"]) for p in results["recompilation"]}
     assert probes >= {("LSTM", "companion+fused"), ("GRU", "companion+fused")}
+
+
+@pytest.mark.parametrize("path", STORED_12, ids=lambda p: p.name)
+def test_chapter_12s_stored_timings_were_measured_under_fair_conditions(path):
+    results = _accepted(path)
+    layout = path.stem.split("_")[1]  # speed or generation
+    assert results["layout"] == layout and results["device"]["threads"] == 1
+    assert results["conditions"] == benchmark.check_conditions(results) == []
+    script = "speed_sweep" if layout == "speed" else "lm_sweep"
+    module = load_script(script, f"scripts/12_{script}.py", ROOT / "book")
+    if layout == "speed":  # every point of the chapter's table, every model
+        points = {(b, n) for b in module.BATCHES for n in module.LENGTHS}
+        points |= {(b, module.BATCH_SWEEP_LENGTH) for b in module.BATCH_SWEEP}
+        expected = {(m, b, n) for m in module.MODELS for b, n in points}
+        assert {(r["model"], r["batch"], r["length"]) for r in results["rows"]} == expected
+    else:
+        expected = {(m, n) for m in module.GENERATION_MODELS for n in module.GENERATION_CONTEXTS}
+        assert {(r["model"], r["context"]) for r in results["rows"]} == expected
+
+
+def test_chapter_12_scripts_write_files_the_loader_reads():
+    speed = load_script("speed_sweep", "scripts/12_speed_sweep.py", ROOT / "book")
+    lm = load_script("lm_sweep", "scripts/12_lm_sweep.py", ROOT / "book")
+    for results in (speed.sweep((8, 16), (1,), (), rounds=3), lm.measure_generation(3, (8, 16), 2)):
+        benchmark.validate_results(json.loads(json.dumps(results)))
+        assert results["conditions"] == benchmark.check_conditions(results)
+        assert all(len(r["times_ms"]) == len(r["cpu_ms"]) == 3 for r in results["rows"])
+    assert {r["model"] for r in results["rows"]} == set(lm.GENERATION_MODELS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Attacks on the loader: forged files and a run that shares its core
+# ------------------------------------------------------------------------------------------------
+
+
+def _attack(tiny_results, edit):
+    results = benchmark.load_results(tiny_results[0], refuse=False)
+    edit(results)
+    return results
+
+
+def test_an_edited_median_is_refused(tiny_results):
+    def halve(results):
+        results["forward_backward"][2]["median_ms"] /= 2
+
+    with pytest.raises(ValueError, match=r"row 2 .*stored median_ms .* but its 5 samples give"):
+        benchmark.validate_results(_attack(tiny_results, halve))
+
+    def halve_the_samples_too(results):  # consistent summaries: then the CPU times exceed the wall
+        row = results["forward_backward"][2]
+        row.update(times_ms=[t / 2 for t in row["times_ms"]])
+        row.update(benchmark._summaries(row["times_ms"], row["cpu_ms"]))
+
+    with pytest.raises(ValueError, match="exceeds its wall time"):
+        benchmark.validate_results(_attack(tiny_results, halve_the_samples_too))
+
+
+def test_a_forged_core_count_is_refused(tiny_results):
+    def more_cores(results):
+        results["device"]["cpu_count"] = 16
+
+    with pytest.raises(ValueError, match="cpu_count says 16 cores, but the file's per-core"):
+        benchmark.validate_results(_attack(tiny_results, more_cores))
+
+    def idle_cores(results):  # and per-core data made up to match: they must add up
+        cores = results["contention"]["cores"]
+        cores.update({str(k): {"busy_s": 0.0, "steal_s": 0.0, "idle_s": 0.0} for k in range(16)})
+        results["device"]["cpu_count"] = len(cores)
+
+    with pytest.raises(ValueError, match="accounts for 0.00 s of a"):
+        benchmark.validate_results(_attack(tiny_results, idle_cores))
+
+    def other_summary(results):  # a summary that says otherwise than the raw per-core data
+        results["contention"]["others_cores"] += 0.5
+
+    with pytest.raises(ValueError, match="contention.others_cores .*, but the file's raw"):
+        benchmark.validate_results(_attack(tiny_results, other_summary))
+
+
+@pytest.mark.parametrize("load", [None, [None, 0.1, 0.1], [0.1, 0.1]])
+def test_null_loads_are_refused(tiny_results, load):
+    def unknown(results):
+        results["contention"]["load_before"] = load
+
+    with pytest.raises(ValueError, match="load_before"):
+        benchmark.validate_results(_attack(tiny_results, unknown))
+    results = _attack(tiny_results, lambda r: r["contention"].update(others_cores=None))
+    with pytest.raises(ValueError, match="contention.others_cores is null: .* a refusal"):
+        benchmark.validate_results(results)
+
+
+def _busy_fraction(core: int, seconds: float = 0.5) -> float:
+    """How busy ``core`` was over the next ``seconds`` (all processes), from /proc/stat."""
+    before = benchmark._proc_stat()[str(core)]
+    time.sleep(seconds)
+    after = benchmark._proc_stat()[str(core)]
+    busy, steal, idle = (a - b for a, b in zip(after, before))
+    return (busy + steal) / max(busy + steal + idle, 1)
+
+
+def _pinned_tiny_run(core: int, out: Path) -> None:
+    done = subprocess.run(
+        ["taskset", "-c", str(core), sys.executable, str(ROOT / "benchmarks" / "bench.py")]
+        + ["--tiny", "--device", "cpu", "--threads", "1", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+
+
+needs_taskset = pytest.mark.skipif(
+    shutil.which("taskset") is None or benchmark._proc_stat() is None,
+    reason="needs taskset (util-linux) and /proc/stat",
+)
+
+
+@needs_taskset
+def test_a_run_sharing_its_core_with_a_busy_loop_is_refused(tmp_path):
+    core = max(os.sched_getaffinity(0))
+    busy = subprocess.Popen(["taskset", "-c", str(core), sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the loop is running before the run starts
+        _pinned_tiny_run(core, tmp_path / "shared.json")
+    finally:
+        busy.kill()
+        busy.wait()
+    results = benchmark.load_results(tmp_path / "shared.json", refuse=False)
+    assert results["device"]["affinity"] == [core]
+    with pytest.raises(benchmark.RefusedResults) as refused:
+        benchmark.load_results(tmp_path / "shared.json")
+    message = str(refused.value)
+    assert "other processes used" in message and f"(on cores [{core}])" in message
+    assert "the run: its timing thread ran" in message
+
+
+@needs_taskset
+def test_the_same_run_alone_on_a_core_is_accepted(tmp_path):
+    cores = sorted(os.sched_getaffinity(0))
+    busy = {core: _busy_fraction(core) for core in cores}
+    core = min(busy, key=busy.get)
+    load = os.getloadavg()
+    if busy[core] > 0.05 or max(load) > len(cores):
+        pytest.skip(
+            f"no quiet core to test on: core {core} was {busy[core]:.0%} busy, load averages "
+            f"{load} (this test needs the machine to itself, as CI gives it)"
+        )
+    _pinned_tiny_run(core, tmp_path / "alone.json")
+    results = benchmark.load_results(tmp_path / "alone.json")  # accepted: nothing raised
+    assert results["device"]["affinity"] == [core] and results["conditions"] == []

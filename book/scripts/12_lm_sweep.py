@@ -19,10 +19,14 @@ views: at equal CPU time (each model's last point) and at an equal number of ste
 
 ``measure_generation`` times one generated character against the length of the context already
 read, and counts the bytes of what each model keeps between characters: a recurrent state of
-fixed size, the transformer's key-value cache of size proportional to the context.
+fixed size, the transformer's key-value cache of size proportional to the context. It stores
+every round (wall and thread CPU time per character) and the contention of the run; the file is
+read back with ``companion.benchmark.load_results``, which refuses it unless the run had its core
+to itself.
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/12_lm_sweep.py
-    nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/12_lm_sweep.py --generation
+    OMP_NUM_THREADS=1 .venv/bin/python book/scripts/12_lm_sweep.py --generation   # quiet machine
+    OMP_NUM_THREADS=1 .venv/bin/python book/scripts/12_lm_sweep.py --generation --tiny --out g.json
 
 Outputs: ``book/data/12_lm_sweep.csv`` (model, seed, params, step, cpu_seconds, val_nats) and
 ``book/data/12_generation_cpu.json``.
@@ -33,8 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from companion import benchmark, seed_everything
 from companion import models as cm
-from companion import seed_everything
 from companion.book import load_script
 from companion.data import CharVocab, load_tiny_shakespeare
 
@@ -199,14 +201,15 @@ def state_bytes(state) -> int:
     return sum(state_bytes(s) for s in state) if state is not None else 0
 
 
-def generation_step_cost(
+def generation_step_sample(
     kind: str, context: int, vocab_size: int = 65, steps: int = 20, seed: int = 0
-) -> tuple[float, int]:
-    """(CPU seconds per generated character, bytes kept between characters) after a context of
-    ``context`` characters has been read. Weights are untrained: the cost does not depend on
-    them. The transformer gets position embeddings for the whole context, and its key-value
-    cache is filled with random numbers of the size that reading the context leaves (what one
-    step costs depends on the cache's size, not its values)."""
+) -> tuple[float, float, int]:
+    """(wall seconds, thread CPU seconds) per generated character over ``steps`` characters,
+    and the bytes kept between characters, after a context of ``context`` characters has been
+    read. Weights are untrained: the cost does not depend on them. The transformer gets
+    position embeddings for the whole context, and its key-value cache is filled with random
+    numbers of the size that reading the context leaves (what one step costs depends on the
+    cache's size, not its values)."""
     torch.manual_seed(seed)
     with torch.no_grad():
         ids = torch.randint(0, vocab_size, (1, context))
@@ -222,42 +225,63 @@ def generation_step_cost(
         else:
             model = RecurrentLM(kind, vocab_size).eval()
             scores, memory = model(ids)
-        start = time.process_time()
-        for k in range(steps):
-            next_id = scores[:, -1:].argmax(-1)
-            if kind == "transformer":
-                scores, _ = model(next_id, memory, start=context + k)
-            else:
-                scores, memory = model(next_id, memory)
-        seconds = (time.process_time() - start) / steps
-    return seconds, state_bytes(memory)
+        state = {"scores": scores, "memory": memory}
+
+        def generate() -> None:
+            for k in range(steps):
+                next_id = state["scores"][:, -1:].argmax(-1)
+                if kind == "transformer":
+                    state["scores"], _ = model(next_id, memory, start=context + k)
+                else:
+                    state["scores"], state["memory"] = model(next_id, state["memory"])
+
+        wall, cpu = benchmark.timed(generate)
+    return wall / steps, cpu / steps, state_bytes(state["memory"])
+
+
+def generation_step_cost(
+    kind: str, context: int, vocab_size: int = 65, steps: int = 20, seed: int = 0
+) -> tuple[float, int]:
+    """(wall seconds per generated character, bytes kept between characters) after a context
+    of ``context`` characters: :func:`generation_step_sample` without the CPU time."""
+    wall, _, nbytes = generation_step_sample(kind, context, vocab_size, steps, seed)
+    return wall, nbytes
 
 
 GENERATION_CONTEXTS = (256, 1024, 4096, 16384)
 GENERATION_MODELS = ("LSTM", "minGRU", "transformer")
+GENERATION_ROUNDS, GENERATION_STEPS = 7, 20
 
 
-def measure_generation(rounds: int = 3) -> dict:
-    """Per context and model: median CPU seconds per character (rounds interleaved) and
-    bytes kept."""
-    rows = []
-    for context in GENERATION_CONTEXTS:
-        times = {k: [] for k in GENERATION_MODELS}
-        for _ in range(rounds):
-            for kind in GENERATION_MODELS:
-                seconds, _ = generation_step_cost(kind, context)
-                times[kind].append(seconds)
-        for kind in GENERATION_MODELS:
-            rows.append(
-                {
-                    "context": context,
-                    "model": kind,
-                    "seconds_per_char": statistics.median(times[kind]),
-                    "bytes": generation_step_cost(kind, context, steps=1)[1],
-                }
-            )
-            print(rows[-1], flush=True)
-    return {"rows": rows, "rounds": rounds}
+def measure_generation(
+    rounds: int = GENERATION_ROUNDS, contexts=GENERATION_CONTEXTS, steps: int = GENERATION_STEPS
+) -> dict:
+    """The generation results file: per context and model, every round's milliseconds per
+    character (rounds interleaved, the first model rotating) and the bytes kept, measured
+    under a ContentionMonitor."""
+    settings = {
+        "rounds": rounds,
+        "steps": steps,
+        "contexts": list(contexts),
+        "clock": "wall (time.perf_counter) and thread CPU (time.thread_time) per character",
+    }
+    device = {"type": "cpu", "name": benchmark.cpu_name(), "threads": torch.get_num_threads()}
+    results = benchmark.new_results("generation", settings, device)
+    order = list(GENERATION_MODELS)
+    with benchmark.ContentionMonitor() as monitor:
+        for context in contexts:
+            samples = {k: [] for k in order}
+            for r in range(rounds):
+                for kind in order[r % len(order) :] + order[: r % len(order)]:
+                    samples[kind].append(generation_step_sample(kind, context, steps=steps))
+            for kind in order:
+                walls, cpus, _ = zip(*samples[kind])
+                # the bytes kept after the context and one character written
+                nbytes = generation_step_cost(kind, context, steps=1)[1]
+                row = {"model": kind, "context": context, "bytes": nbytes}
+                results["rows"].append({**row, **benchmark.summarize(walls, cpus)})
+                print(context, kind, results["rows"][-1]["median_ms"], "ms", flush=True)
+    return benchmark.finish_results(results, monitor)
 
 
 def main() -> None:
@@ -271,7 +295,11 @@ def main() -> None:
         default=list(SEEDS),
         help="a subset of the seeds (to run parts in parallel and join)",
     )
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--tiny", action="store_true", help="generation: 2 contexts, 3 rounds")
+    parser.add_argument("--note", action="append", default=[], help="a sentence for the notes")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"default {OUT.name}, or {OUT_GENERATION.name}"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.params:
@@ -279,17 +307,12 @@ def main() -> None:
             print(kind, cm.count_parameters(build(kind, 65)))
         return
     if args.generation:
-        load = os.getloadavg()
-        result = measure_generation()
-        result.update(
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            threads=1,
-            torch=torch.__version__,
-            load_average_before=load,
-            load_average_after=os.getloadavg(),
-            clock="time.process_time",
-        )
-        OUT_GENERATION.write_text(json.dumps(result, indent=1) + "\n")
+        result = measure_generation(3, (256, 1024)) if args.tiny else measure_generation()
+        result["notes"] += args.note
+        print(benchmark.conditions_report(result))
+        out = args.out or OUT_GENERATION
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        print("wrote", out)
         return
     data = corpus()
     rows = []
@@ -304,7 +327,7 @@ def main() -> None:
                 f"({math.exp(last['val_nats']):.2f} perplexity)",
                 flush=True,
             )
-            accuracy_sweep.write(rows, args.out)
+            accuracy_sweep.write(rows, args.out or OUT)
 
 
 if __name__ == "__main__":
