@@ -1139,8 +1139,8 @@ def conditions_report(results: Mapping[str, Any], limits: Limits | None = None) 
         f"{device['threads']} thread(s) on cores {device['affinity']} of {device['cpu_count']}, "
         f"{results['duration_s']} s",
         f"load average before {c['load_before']}, after {c['load_after']}",
-        f"other processes: {c['others_cores']:.2f} cores on average; timing thread on a core "
-        f"{c['cpu_share']:.0%} of the timed time",
+        f"other processes: {c['others_cores']:.2f} cores on average",
+        f"timing thread on a core {c['cpu_share']:.0%} of the timed time",
     ]
     problems = check_conditions(results, limits)
     far = outliers(results)
