@@ -173,16 +173,15 @@ GOALS: tuple[Goal, ...] = (
 
 @dataclass(frozen=True)
 class Limits:
-    """What :func:`check_conditions` tolerates.
+    """What :func:`check_conditions` tolerates, field by field:
 
-    Attributes:
-        min_cpu_share: the timing thread's CPU time over the wall time, per row and for the
-            run. A thread that had a core to itself runs for all of its wall time; below 0.9
-            it waited for a core (it was preempted) for a tenth of its time or more.
-        max_other_cores: CPU time other processes used during the run on the cores the run was
-            allowed on, over the run's wall time: 0.15 is 15% of one core, on average.
-        load_margin: how far the load averages after the run may exceed the core count (the
-            run's own threads count in them).
+    - ``min_cpu_share``: the timing thread's CPU time over the wall time, per row and for the
+      run. A thread that had a core to itself runs for all of its wall time; below 0.9 it
+      waited for a core (it was preempted) for a tenth of its time or more.
+    - ``max_other_cores``: CPU time other processes used during the run on the cores the run was
+      allowed on, over the run's wall time: 0.15 is 15% of one core, on average.
+    - ``load_margin``: how far the load averages after the run may exceed the core count (the
+      run's own threads count in them).
     """
 
     min_cpu_share: float = 0.9

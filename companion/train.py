@@ -835,8 +835,15 @@ def fit(
         runs stops instead of starting the next one. Before it does, ``fit`` marks the history
         ``interrupted=True`` (the ``history`` passed in, and the exception's ``history``
         attribute, hold the completed epochs) and prints one line saying where it stopped. To
-        keep going after a Ctrl-C, catch it:
-        ``except KeyboardInterrupt as stop: history = stop.history``.
+        keep going after a Ctrl-C, catch it with ``except KeyboardInterrupt as stop`` and
+        read ``stop.history``.
+
+    On errors:
+        Whatever the error, the epochs completed before it are kept: in ``history`` if one was
+        passed in, and always as the ``history`` attribute of the raised exception. An error
+        raised by ``loss_fn`` or a metric keeps its type, and its traceback names the function
+        (``raised by metric 'acc'``), the epoch and the phase (``fit: in epoch 3
+        (validation)``) (on Python before 3.11, these lines go to stderr).
 
     Raises:
         FloatingPointError: when a training loss or the gradient norm is NaN or infinite, naming
@@ -844,12 +851,6 @@ def fit(
             are left as they were before that batch's step, with every optimizer (with a
             ``GradScaler``, non-finite gradients are its business: it skips the step).
         ValueError: for a stateful run whose batches change size, and for empty data.
-
-        Whatever the error, the epochs completed before it are kept: in ``history`` if one was
-        passed in, and always as the ``history`` attribute of the raised exception. An error
-        raised by ``loss_fn`` or a metric keeps its type, and its traceback names the function
-        (``raised by metric 'acc'``), the epoch and the phase (``fit: in epoch 3
-        (validation)``) (on Python before 3.11, these lines go to stderr).
     """
     epochs = check_int("fit", "epochs", epochs, minimum=0)
     run = _prepare_run(
