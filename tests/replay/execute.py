@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,11 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every book/*.ipynb")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--colab", action="store_true", help="run as on Colab (see above)")
-    parser.add_argument("--ref", default="HEAD", help="the git ref --colab installs")
+    parser.add_argument("--ref", help="the git commit or branch --colab installs (HEAD's commit)")
     args = parser.parse_args(argv)
     notebooks = args.notebooks or sorted((ROOT / "book").glob("*.ipynb"))
     args.out.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="book-run-"))
+    if args.colab and not args.ref:  # pip checks out a commit or a branch, not "HEAD"
+        head = ["git", "-C", str(ROOT), "rev-parse", "HEAD"]
+        args.ref = subprocess.run(head, capture_output=True, text=True, check=True).stdout.strip()
     if args.colab:
         os.environ.update(_fake_colab(home))
     failures = []
