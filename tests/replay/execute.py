@@ -13,8 +13,8 @@ compared cells differ from the stored outputs. Nothing in ``book/`` is changed.
 
 With ``--colab`` each notebook runs from an empty folder of its own, with a stand-in
 ``google.colab`` module loaded before the first cell, so that the setup cell takes its Colab
-branch and pip-installs companion from this checkout's git history (branch ``--ref``) instead
-of GitHub. The exit status is 1 if any cell raised.
+branch and pip-installs companion from this checkout's git history (``--ref``, by default the
+commit of HEAD) instead of GitHub. The exit status is 1 if any cell raised.
 """
 
 from __future__ import annotations
