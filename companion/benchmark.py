@@ -843,18 +843,10 @@ def ratio(
     """Median time of ``variant`` over ``baseline``'s, for ``kind`` at ``shape``, among the
     rows of ``group`` ("goal", "floor", "grid" or "compile": a shape can be in several); None if
     either was not measured."""
-    medians = {}
-    for row in results["forward_backward"]:
-        if (
-            (row["kind"], row["precision"], row.get("group")) == (kind, precision, group)
-            and Shape.of(row) == shape
-            and row["variant"] in (variant, baseline)
-            and "median_ms" in row
-        ):
-            medians[row["variant"]] = row["median_ms"]
-    if variant not in medians or baseline not in medians:
+    rows = [find_row(results, kind, v, shape, precision, group) for v in (variant, baseline)]
+    if None in rows:
         return None
-    return round(medians[variant] / medians[baseline], 3)
+    return round(rows[0]["median_ms"] / rows[1]["median_ms"], 3)
 
 
 def goal_report(results: Mapping[str, Any]) -> list[dict]:
