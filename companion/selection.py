@@ -10,6 +10,8 @@ the last two steps, so that every sweep of the book runs them the same way:
   at ``max_epochs``, or when the loss stops being finite. It says which of the three happened.
 - :func:`choose_learning_rate` scores every rate of a grid with a function the caller gives
   (usually: train on a tuning seed, return the best validation loss) and returns the lowest.
+- :func:`at_best` runs a whole sweep that way, in parallel processes: every arm on the tuning
+  seed at every rate, then every compared seed at the rate chosen for its arm.
 
 The rate is chosen on validation data and on a tuning seed of its own, never on the test data
 or on the seeds whose scores the chapter compares.
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +31,7 @@ from torch import nn
 
 from companion.train import History, fit
 
-__all__ = ["STOP_REASONS", "Stopped", "choose_learning_rate", "fit_until_plateau"]
+__all__ = ["STOP_REASONS", "Stopped", "at_best", "choose_learning_rate", "fit_until_plateau"]
 
 # Why a run ended: its validation loss stopped improving, it used its whole budget, or its loss
 # (or gradient) was no longer a finite number.
@@ -131,3 +135,63 @@ def choose_learning_rate(
     if not finite:
         raise ValueError(f"choose_learning_rate: every rate of {list(grid)} diverged: {scores}")
     return min(finite, key=finite.get), scores
+
+
+Run = Callable[..., tuple[Any, dict[str, Any]]]
+
+
+def at_best(
+    arms: Sequence[tuple[Any, ...]],
+    run: Run,
+    *,
+    grid: Sequence[float],
+    tune_seed: int,
+    seeds: Sequence[int],
+    jobs: int = 1,
+    describe: Callable[[dict[str, Any]], str] = str,
+) -> tuple[dict, dict, dict]:
+    """Each arm of a sweep at its best: a rate of ``grid`` chosen on validation, then the seeds.
+
+    Args:
+        arms: the compared settings, each a tuple of arguments, e.g. ``("LSTM", "memory")``.
+        run: ``run(*arm, seed, lr) -> (curves, row)``, a module-level function (it runs in
+            worker processes); ``row["val_mse"]`` or ``row["val_loss"]`` is its best validation
+            loss, ``inf`` or NaN when it diverged.
+        grid: the learning rates tried for every arm.
+        tune_seed: the seed of the tuning runs; it must not be one of ``seeds``, whose scores
+            are compared.
+        seeds: the seeds run at the chosen rate.
+        jobs: worker processes.
+        describe: the line printed as each run finishes (its row in, a string out).
+
+    Returns:
+        ``(tuning, chosen, results)``: ``{(arm, lr): (curves, row)}`` of the tuning runs, the
+        rate chosen per arm ``{arm: lr}``, and ``{(arm, seed): (curves, row)}``.
+    """
+    if tune_seed in seeds:
+        raise ValueError(f"at_best: expected a tuning seed outside {list(seeds)}, got {tune_seed}")
+    start = time.perf_counter()
+
+    def collect(pool, keys):
+        futures = {key: pool.submit(run, *key[0], *key[1]) for key in keys}
+        out = {}
+        for key, future in futures.items():
+            out[key] = future.result()
+            wall = time.perf_counter() - start
+            print(f"{describe(out[key][1])} ({wall:.0f} s wall so far)", flush=True)
+        return out
+
+    def val_loss(row):
+        return float(row.get("val_mse", row.get("val_loss")))
+
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        tuned = collect(pool, [(arm, (tune_seed, lr)) for arm in arms for lr in grid])
+        tuning = {(arm, lr): tuned[(arm, (tune_seed, lr))] for arm in arms for lr in grid}
+        chosen = {}
+        for arm in arms:
+            chosen[arm], _ = choose_learning_rate(
+                grid, lambda lr, a=arm: val_loss(tuning[a, lr][1])
+            )
+            print(f"{' '.join(map(str, arm))}: learning rate {chosen[arm]:g} chosen", flush=True)
+        done = collect(pool, [(arm, (seed, chosen[arm])) for arm in arms for seed in seeds])
+    return tuning, chosen, {(arm, key[0]): value for (arm, key), value in done.items()}

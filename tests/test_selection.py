@@ -86,3 +86,23 @@ def test_choose_learning_rate_skips_diverged_rates_and_reports_every_score():
 def test_bad_budget_gets_a_clear_error(kwargs):
     with pytest.raises(ValueError, match="expected"):
         fit_until_plateau(nn.Linear(1, 1), [], val_data=[], **kwargs)
+
+
+def _toy_run(name, seed, lr):
+    """A fake run whose validation loss is smallest at lr 0.01 (and inf at 1.0: diverged)."""
+    loss = math.inf if lr == 1.0 else abs(math.log10(lr) + 2) + seed / 1000
+    return {"lr": lr}, {"val_loss": loss, "arm": name, "seed": seed}
+
+
+def test_at_best_tunes_on_its_own_seed_and_runs_every_seed_at_the_choice():
+    from companion.selection import at_best
+
+    tuning, chosen, results = at_best(
+        [("a",), ("b",)], _toy_run, grid=[0.001, 0.01, 1.0], tune_seed=100, seeds=[0, 1]
+    )
+    assert chosen == {("a",): 0.01, ("b",): 0.01}
+    assert len(tuning) == 6 and all(row["seed"] == 100 for _, row in tuning.values())
+    assert sorted(results) == [(("a",), 0), (("a",), 1), (("b",), 0), (("b",), 1)]
+    assert all(curves["lr"] == 0.01 for curves, _ in results.values())
+    with pytest.raises(ValueError, match="tuning seed"):
+        at_best([("a",)], _toy_run, grid=[0.01], tune_seed=0, seeds=[0, 1])
