@@ -1,34 +1,35 @@
-"""Precompute chapter 6's adding-problem sweep: model x initialisation x length x seed.
+"""Precompute chapter 6's adding-problem sweep: each cell and initialisation at its best, 5 seeds.
 
 For every cell (RNN, LSTM, GRU), both initialisations in INITS ("default": PyTorch's; "memory":
-the best-known one for that cell, see `make_model`), every length in LENGTHS and every seed in
-SEEDS, train the chapter's network (two stacked recurrent layers and a linear head on the last
-hidden state) on the adding problem with Adam and the mean squared error, then score it on 1,000
-held-out sequences. The hidden sizes (HIDDEN) give the three networks the same number of
-parameters to within 2%, that of the LSTM with 30 units. Every run has the same budget: the
-same number of training sequences, batch size, learning rate and epochs.
+the best-known one for that cell, see `make_model`) and every length in LENGTHS, choose Adam's
+learning rate from LR_GRID by the validation MSE of a run on TUNE_SEED, then train the chapter's
+network (two stacked recurrent layers and a linear head on the last hidden state) with that rate
+on every seed in SEEDS, until its validation MSE has not improved for PATIENCE epochs or for
+MAX_EPOCHS, keeping its best epoch, and score it on 1,000 test sequences drawn with a seed of
+their own. The hidden sizes (HIDDEN) give the three networks the same number of parameters to
+within 2%, that of the LSTM with 30 units.
 
-Scores: `val_mse`, `accuracy_0.04` (the fraction of predictions within 0.04 of the sum, which
-lies in [0, 2)) and `accuracy_hs` (within 0.08 of the sum, that is within 0.04 of the sum
-rescaled to [0, 1], the tolerance of Hochreiter & Schmidhuber (1997) relative to the target's
-range).
+Scores: `val_mse` (the best epoch's), `test_mse`, `accuracy_0.04` (the fraction of test
+predictions within 0.04 of the sum, which lies in [0, 2)) and `accuracy_hs` (within 0.08 of the
+sum, that is within 0.04 of the sum rescaled to [0, 1], the tolerance of Hochreiter &
+Schmidhuber (1997) relative to the target's range).
 
 The notebook `book/06_long_range_memory.ipynb` imports `train_adding` (and the models and
 initialisations) from this file, so that the chapter and the sweep cannot drift apart; it
-re-runs points of the table live and checks them against their stored rows. The multiplication
-sweep `06_multiplication_sweep.py` imports the models from here as well.
+re-runs points of the table live. The multiplication sweep `06_multiplication_sweep.py` imports
+the models and `at_best` from here as well.
 
-Run from the repository root (about 6 CPU-minutes; --jobs runs in parallel):
+Run from the repository root (about 15 CPU-minutes; --jobs runs in parallel):
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/06_memory_sweep.py --jobs 2
     .venv/bin/python book/scripts/06_memory_sweep.py --quick    # length 10, seed 0, writes nothing
 
-The outputs are `book/data/06_memory_sweep.csv`, one row per run with columns cell, init, length,
-seed, hidden, params, val_mse, accuracy_0.04, accuracy_hs, epochs and cpu_seconds (the CPU time
-of that run, one thread), and `book/data/06_memory_histories.json` with the training loss,
-validation loss and validation accuracy_hs of every epoch ({"cell/init/length/seed": {...}}).
-The numbers are CPU numbers with one thread per run, the setting under
-which the book's notebooks are executed and tested (OMP_NUM_THREADS=1).
+The outputs are `book/data/06_memory_sweep.csv` (one row per run: cell, init, length, seed, lr,
+hidden, params, val_mse, test_mse, accuracy_0.04, accuracy_hs, epochs, best_epoch, stop and
+cpu_seconds, the CPU time of that run, one thread), `book/data/06_memory_lr_grid.csv` (the
+tuning runs, the same columns) and `book/data/06_memory_histories.json` with the training loss,
+validation loss and validation accuracy_hs of every epoch ({"cell/init/length/seed": {...}} and
+"cell/init/length/seed/lr" for the tuning runs).
 """
 
 from __future__ import annotations

@@ -1,30 +1,32 @@
-"""Precompute chapter 6's multiplication problem at T = 100: model x initialisation x seed.
+"""Precompute chapter 6's multiplication problem at T = 100: each cell at its best, 5 seeds.
 
 The classic setting of the multiplication problem (Hochreiter & Schmidhuber, 1997, experiment 5,
 in the form of `companion.data.multiplication_problem`): 3,000 sequences of 100 steps, of which
 2,500 train the network, 20% of those (500) held out for validation, and the last 500 for the
 test; two stacked recurrent layers and a linear head on the last hidden state; Adam on the mean
-squared error, here for 15 epochs instead of 100 (see EPOCHS). The data are the same for every
-run; the seed fixes the initial weights and the order of the batches. The three cells get the
-hidden sizes of the adding sweep (`06_memory_sweep.HIDDEN`: the same number of parameters as an
-LSTM of 30 units, to within 2%) and its "memory" initialisations (`06_memory_sweep.make_model`):
-IRNN, chrono and the chrono-form update-gate bias. PyTorch's default initialisation, the other
-level of that factor in the adding sweep, is left out here to halve the cost.
+squared error for up to the classic 100 epochs (2,000 steps at batch 100), stopped when the
+validation MSE has not improved for PATIENCE epochs; every run keeps its best validation epoch.
+The data are the same for every run; the seed fixes the initial weights and the order of the
+batches. The arms (ARMS) get the hidden sizes of the adding sweep (`06_memory_sweep.HIDDEN`: the
+same number of parameters as an LSTM of 30 units, to within 2%): the plain tanh RNN, the IRNN,
+the LSTM with chrono and the GRU with the chrono-form update-gate bias. Each arm's learning rate
+is chosen from the adding sweep's grid by the validation MSE of a run on its tuning seed.
 
-Scores of the last epoch: `val_mse`, `test_mse` and `test_accuracy_0.04`, the fraction of test
-products (which lie in [0, 1), like H&S's targets) predicted within 0.04. The validation and
-training MSE of every epoch go to a JSON file, for the loss curves of the chapter and for its live
-check, which re-runs the first epochs of one run by importing `train_multiplication`.
+Scores: `val_mse` (the best epoch's), `test_mse` and `test_accuracy_0.04`, the fraction of test
+products (which lie in [0, 1), like H&S's targets) predicted within 0.04. The training and
+validation MSE of every epoch go to a JSON file, for the loss curves of the chapter.
 
-Run from the repository root (about 5 CPU-minutes; --jobs runs in parallel):
+Run from the repository root (about 45 CPU-minutes; --jobs runs in parallel):
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python book/scripts/06_multiplication_sweep.py --jobs 2
     .venv/bin/python book/scripts/06_multiplication_sweep.py --quick   # 2 epochs, writes nothing
 
-The outputs are `book/data/06_multiplication_sweep.csv` (one row per run: cell, init, seed,
-hidden, params, val_mse, test_mse, test_accuracy_0.04, epochs, cpu_seconds, the CPU time of the
-run on one thread) and `book/data/06_multiplication_histories.json` ({"cell/init/seed":
-{"train_loss": [...], "val_loss": [...]}}).
+The outputs are `book/data/06_multiplication_sweep.csv` (one row per run: cell, init, seed, lr,
+hidden, params, val_mse, test_mse, test_accuracy_0.04, epochs, best_epoch, stop and
+cpu_seconds, the CPU time of the run on one thread), `book/data/06_multiplication_lr_grid.csv`
+(the tuning runs, the same columns) and `book/data/06_multiplication_histories.json`
+({"cell/init/seed": {"train_loss": [...], "val_loss": [...]}}, and "cell/init/seed/lr" for the
+tuning runs).
 """
 
 from __future__ import annotations
