@@ -1,4 +1,4 @@
-"""The one integer check every public function of companion uses.
+"""The argument rules every public function of companion uses: integers and reals.
 
 A single rule, so that a value accepted in one place is accepted in all: any integral number
 (``int``, ``numpy.int64``, ...) is accepted and returned as a plain ``int``; ``bool`` is refused
@@ -7,6 +7,7 @@ A single rule, so that a value accepted in one place is accepted in all: any int
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -25,4 +26,18 @@ def check_int(where: str, name: str, value: Any, minimum: int = 1) -> int:
     value = int(value)
     if value < minimum:
         raise ValueError(f"{where}: expected {name} >= {minimum}, got {value}")
+    return value
+
+
+def check_real(where: str, name: str, value: Any) -> float:
+    """``value`` as a finite ``float``, or a ``TypeError``/``ValueError`` naming ``where`` and
+    ``name``. Any real number (``int``, ``float``, ``numpy.float32``, ...) is accepted; ``bool``
+    is refused, as in :func:`check_int`, and so are NaN and the infinities."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{where}: expected a real number {name}, got {type(value).__name__} {value!r}"
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: expected a finite {name}, got {value!r}")
     return value
