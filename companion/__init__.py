@@ -21,11 +21,12 @@ One module per idea:
   on import.
 """
 
-from companion import safe_globals
-from companion.device import environment_summary, pick_device, seed_everything
+# First, before any import: companion.checkpoints records it in every file it writes.
+__version__ = "0.1.0"
+
+from companion import safe_globals  # noqa: E402
+from companion.device import environment_summary, pick_device, seed_everything  # noqa: E402
 
 safe_globals.register()
-
-__version__ = "0.1.0"
 
 __all__ = ["__version__", "environment_summary", "pick_device", "seed_everything"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any
 
 
@@ -41,3 +42,14 @@ def check_real(where: str, name: str, value: Any) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{where}: expected a finite {name}, got {value!r}")
     return value
+
+
+def describe(obj: Any) -> str:
+    """What came, for the "got ..." half of a message: ``"a tensor of shape (3, 4)"``, ``"a
+    list of length 2"``, ``"a dict"``. Imports no torch (``numpy_lstm`` uses these rules too)."""
+    torch = sys.modules.get("torch")  # if torch is not loaded, obj cannot be a tensor
+    if torch is not None and isinstance(obj, torch.Tensor):
+        return f"a tensor of shape {tuple(obj.shape)}"
+    if isinstance(obj, (tuple, list)):
+        return f"a {type(obj).__name__} of length {len(obj)}"
+    return f"a {type(obj).__name__}"

@@ -59,6 +59,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from companion import checkpoints
 from companion._checks import check_int
+from companion.device import unwrap
 
 __all__ = [
     "Replicas",
@@ -168,13 +169,6 @@ def wrap(model: nn.Module, device: torch.device | str | None = None) -> Distribu
     device = torch.device(device)
     device_ids = [device] if device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel`` or ``DataParallel``; ``model`` otherwise."""
-    if isinstance(model, (DistributedDataParallel, nn.DataParallel)):
-        return model.module
-    return model
 
 
 def start_epoch(data: Any, epoch: int) -> None:

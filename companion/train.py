@@ -51,8 +51,10 @@ from torch.nn.utils.rnn import PackedSequence
 from tqdm import tqdm
 
 from companion import distributed
-from companion._checks import check_int
+from companion._checks import check_int, describe
 from companion.checkpoints import load_checkpoint, save_checkpoint
+from companion.device import model_device
+from companion.history import History
 
 __all__ = [
     "History",
@@ -69,104 +71,6 @@ __all__ = [
 Metric = Callable[[Any, Any], Union[float, Tensor]]
 PathLike = Union[str, "os.PathLike[str]"]
 DeviceLike = Union[str, torch.device, None]
-
-
-# --------------------------------------------------------------------------------------------------
-# History
-# --------------------------------------------------------------------------------------------------
-
-
-class History:
-    """What :func:`fit` records, one ``dict`` per epoch.
-
-    Each record has the keys ``epoch`` (1-based), ``train_loss``, ``val_loss`` (when validation
-    data was given), ``train_<metric>`` or ``val_<metric>`` for every metric, ``grad_norm`` (mean
-    total gradient norm before clipping), ``lr`` and ``time`` (seconds since training started).
-
-    ``history["train_loss"]`` is the list of values over epochs (NaN where a record lacks the key),
-    ``history[-1]`` the last record, ``len(history)`` the number of epochs recorded.
-    """
-
-    def __init__(
-        self, records: Iterable[Mapping[str, Any]] | None = None, interrupted: bool = False
-    ) -> None:
-        self.records: list[dict[str, Any]] = [dict(r) for r in (records or [])]
-        #: True when the last :func:`fit` that wrote to this history was stopped by Ctrl-C.
-        self.interrupted: bool = bool(interrupted)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.records)
-
-    def __getitem__(self, key: str | int) -> Any:
-        if isinstance(key, str):
-            if not any(key in r for r in self.records):
-                raise KeyError(f"History: no record has the key {key!r}; keys are {self.keys()}")
-            return [r.get(key, math.nan) for r in self.records]
-        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
-            return self.records[int(key)]  # numpy integers too: the package's one rule
-        raise TypeError(
-            f"History: expected a key (str) or an epoch position (int), got {type(key).__name__}"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, History):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    def __repr__(self) -> str:
-        flag = ", interrupted" if self.interrupted else ""
-        return f"History({len(self)} epochs, keys={self.keys()}{flag})"
-
-    def keys(self) -> list[str]:
-        """All keys that occur in some record, in first-seen order."""
-        seen: dict[str, None] = {}
-        for record in self.records:
-            seen.update(dict.fromkeys(record))
-        return list(seen)
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Add the record of one epoch."""
-        self.records.append(dict(record))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (dicts, lists, str, int, float, bool) that ``torch.load(weights_only=True)``
-        and ``json`` both accept."""
-        return {
-            "records": [{str(k): _plain_number(v, k) for k, v in r.items()} for r in self.records],
-            "interrupted": bool(self.interrupted),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> History:
-        """Inverse of :meth:`to_dict`."""
-        if not isinstance(data, Mapping) or not isinstance(data.get("records"), list):
-            raise ValueError(
-                f"History.from_dict: expected a dict with a 'records' list, got {_describe(data)}"
-            )
-        return cls(data["records"], interrupted=bool(data.get("interrupted", False)))
-
-    def plot(self, ax: Any = None, log: bool = False, label: str | None = None) -> Any:
-        """Draw the loss curves with :func:`companion.plots.plot_history`; returns what it returns.
-
-        ``label`` (e.g. ``"LSTM"``) names the model in the legend and gives both curves its colour,
-        so several histories can share one Axes."""
-        from companion import plots  # lazy: importing matplotlib is slow and training needs none
-
-        return plots.plot_history(self, ax=ax, log=log, label=label)
-
-
-def _plain_number(value: Any, key: str) -> int | float | str | bool:
-    if isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, Tensor):
-        return value.item()
-    try:
-        return float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"History: expected a number for {key!r}, got {_describe(value)}") from err
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,26 +130,9 @@ def detach_state(state: Any) -> Any:
     )
 
 
-def _describe(obj: Any) -> str:
-    if isinstance(obj, Tensor):
-        return f"a tensor of shape {tuple(obj.shape)}"
-    if isinstance(obj, (tuple, list)):
-        return f"a {type(obj).__name__} of length {len(obj)}"
-    return f"a {type(obj).__name__}"
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _resolve_device(model: nn.Module, device: DeviceLike) -> torch.device:
     if device is None:
-        return _model_device(model)
+        return model_device(model)
     device = torch.device(device)
     model.to(device)
     return device
@@ -264,11 +151,11 @@ def _as_batches(data: Any, where: str, name: str, epochs: int = 1) -> Iterable[A
     if isinstance(data, Tensor):
         raise TypeError(
             f"{where}: expected {name} to be (x, y) or an iterable of (x, y) batches, "
-            f"got {_describe(data)} (where is the target?)"
+            f"got {describe(data)} (where is the target?)"
         )
     if not isinstance(data, Iterable):
         raise TypeError(
-            f"{where}: expected {name} to be an iterable of (x, y) batches, got {_describe(data)}"
+            f"{where}: expected {name} to be an iterable of (x, y) batches, got {describe(data)}"
         )
     if epochs > 1 and isinstance(data, Iterator):
         raise TypeError(
@@ -282,7 +169,7 @@ def _split_batch(batch: Any, where: str) -> tuple[tuple[Any, ...], Any]:
     """``(x1, ..., xk, y)`` -> ``((x1, ..., xk), y)``; ``((x1, ..., xk), y)`` likewise."""
     if not isinstance(batch, (tuple, list)) or isinstance(batch, PackedSequence) or len(batch) < 2:
         raise TypeError(
-            f"{where}: expected each batch to be (x, y) or (x1, ..., xk, y), got {_describe(batch)}"
+            f"{where}: expected each batch to be (x, y) or (x1, ..., xk, y), got {describe(batch)}"
         )
     *inputs, target = batch
     if (
@@ -356,7 +243,7 @@ def _forward(
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise TypeError(
             f"{where}: stateful=True expects model(x, state) to return "
-            f"(prediction, state), got {_describe(out)}"
+            f"(prediction, state), got {describe(out)}"
         )
     return out[0], out[1]
 
@@ -364,13 +251,13 @@ def _forward(
 def _scalar(value: Any, what: str) -> float:
     if isinstance(value, Tensor):
         if value.numel() != 1:
-            raise ValueError(f"expected {what} to be a scalar, got {_describe(value)}")
+            raise ValueError(f"expected {what} to be a scalar, got {describe(value)}")
         return float(value.item())
     try:
         return float(value)
     except (TypeError, ValueError) as err:
         raise TypeError(
-            f"expected {what} to be a number or a scalar tensor, got {_describe(value)}"
+            f"expected {what} to be a number or a scalar tensor, got {describe(value)}"
         ) from err
 
 
@@ -991,7 +878,7 @@ def _predict_inputs(batch: Any) -> tuple[Any, ...]:
         return (only,)
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
         return _split_batch(batch, "predict")[0]
-    raise TypeError(f"predict: expected each batch to be x, (x,) or (x, y), got {_describe(batch)}")
+    raise TypeError(f"predict: expected each batch to be x, (x,) or (x, y), got {describe(batch)}")
 
 
 def predict(
@@ -1038,7 +925,7 @@ def predict(
                         pred = pred[0]
                 if not isinstance(pred, Tensor):
                     raise TypeError(
-                        f"predict: expected the model to return a tensor, got {_describe(pred)}"
+                        f"predict: expected the model to return a tensor, got {describe(pred)}"
                     )
                 outputs.append(pred.detach().cpu())
     finally:
