@@ -1,6 +1,8 @@
-"""The argument rules every public function of companion uses: integers and reals.
+"""The argument rules every public function of companion uses: integers, reals and bools, and
+how a message describes what came. Plain Python: :mod:`companion.numpy_lstm` uses these rules
+and imports no torch.
 
-A single rule, so that a value accepted in one place is accepted in all: any integral number
+One rule per kind, so that a value accepted in one place is accepted in all: any integral number
 (``int``, ``numpy.int64``, ...) is accepted and returned as a plain ``int``; ``bool`` is refused
 (``True`` as a size is a bug, not a request for one), and so are floats, even ``3.0``.
 """
@@ -53,3 +55,13 @@ def describe(obj: Any) -> str:
     if isinstance(obj, (tuple, list)):
         return f"a {type(obj).__name__} of length {len(obj)}"
     return f"a {type(obj).__name__}"
+
+
+def check_bool(where: str, name: str, value: Any, int_ok: bool = False) -> bool:
+    """``value`` as a bool; with ``int_ok`` the ints 0 and 1 count as False and True, as
+    torch.nn's layers allow for ``bidirectional`` (not for ``bias`` or ``batch_first``)."""
+    if isinstance(value, bool):
+        return value
+    if int_ok and isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{where}: expected {name} to be a bool, got {type(value).__name__} {value!r}")

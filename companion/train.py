@@ -40,7 +40,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, Union
@@ -51,6 +50,7 @@ from torch.nn.utils.rnn import PackedSequence
 from tqdm import tqdm
 
 from companion import distributed
+from companion._autocast import amp_setup, autocast
 from companion._checks import check_int, describe
 from companion.checkpoints import load_checkpoint, save_checkpoint
 from companion.device import model_device
@@ -282,60 +282,6 @@ def _check_metrics(metrics: Mapping[str, Metric] | None, where: str) -> dict[str
 
 
 # --------------------------------------------------------------------------------------------------
-# Mixed precision
-# --------------------------------------------------------------------------------------------------
-
-
-def _make_grad_scaler() -> Any:
-    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
-        return torch.amp.GradScaler("cuda")
-    return torch.cuda.amp.GradScaler()  # pragma: no cover - old torch
-
-
-def _amp_setup(
-    amp: bool | torch.dtype, device: torch.device, use_closure: bool
-) -> tuple[torch.dtype | None, Any]:
-    """The autocast dtype (``None``: float32) and the ``GradScaler`` (float16 only) for ``amp``."""
-    if amp is False or amp is None:
-        return None, None
-    if amp is True:
-        dtype = None
-    elif amp in (torch.float16, torch.bfloat16):
-        dtype = amp
-    else:
-        raise TypeError(
-            f"fit: expected amp to be True, False, torch.bfloat16 or torch.float16, got {amp!r}"
-        )
-    if device.type != "cuda":
-        # CPU autocast to bfloat16 exists, but it is slow for recurrent layers on most CPUs and
-        # changes the numbers the book prints; float32 keeps CPU runs exact and comparable.
-        warnings.warn(
-            f"fit: amp=True has an effect on CUDA only; training in float32 on {device}",
-            UserWarning,
-            stacklevel=3,
-        )
-        return None, None
-    if use_closure:
-        # L-BFGS line searches compare losses to a few digits: low precision breaks them.
-        warnings.warn(
-            "fit: amp is not used with closure optimizers such as L-BFGS; training in float32",
-            UserWarning,
-            stacklevel=3,
-        )
-        return None, None
-    if dtype is None:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # bfloat16 has float32's exponent range, so only float16 needs loss scaling.
-    return dtype, (_make_grad_scaler() if dtype == torch.float16 else None)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# --------------------------------------------------------------------------------------------------
 # Training: argument checks, one step, one epoch, the loop
 # --------------------------------------------------------------------------------------------------
 
@@ -417,7 +363,7 @@ def _prepare_run(
             "optimizer (L-BFGS): its line search compares each rank's own loss, so the ranks "
             "would take different steps. Train full-batch on one process"
         )
-    amp_dtype, scaler = _amp_setup(amp, device, use_closure)
+    amp_dtype, scaler = amp_setup(amp, device, use_closure)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     names = _parameter_names(distributed.unwrap(model), params)
     return _Run(
@@ -492,7 +438,7 @@ def _forward_loss(
 ) -> tuple[Tensor, float, Any, Any]:
     """Zero the grads, run the model on one batch, and refuse a non-finite loss."""
     run.optimizer.zero_grad(set_to_none=True)
-    with _autocast(run.device, run.amp_dtype):
+    with autocast(run.device, run.amp_dtype):
         pred, new_state = _forward(run.model, inputs, state, run.stateful, "fit")
         with _blame("loss_fn"):
             loss = run.loss_fn(pred, y)

@@ -733,7 +733,7 @@ def test_autocast_and_grad_scaler_branch_runs(monkeypatch):
         pytest.skip("torch.amp.GradScaler needs torch >= 2.3")
     monkeypatch.setattr(
         train,
-        "_amp_setup",
+        "amp_setup",
         lambda amp, device, use_closure: (
             torch.bfloat16,
             torch.amp.GradScaler("cpu", init_scale=2.0**8),
