@@ -72,11 +72,14 @@ Truncated BPTT (``truncate=k``) is defined in :func:`lstm_backward`.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
+
+from companion._checks import check_int
 
 __all__ = [
     "Adam",
@@ -126,8 +129,8 @@ def init_params(
     Returns:
         ``{"weight_ih": (4H, I), "weight_hh": (4H, H), "bias_ih": (4H,), "bias_hh": (4H,)}``.
     """
-    _check_size("init_params", "input_size", input_size)
-    _check_size("init_params", "hidden_size", hidden_size)
+    check_int("init_params", "input_size", input_size)
+    check_int("init_params", "hidden_size", hidden_size)
     rng = np.random.default_rng(seed)
     bound = 1.0 / math.sqrt(hidden_size)
     shapes = {
@@ -143,23 +146,22 @@ def init_params(
     }
 
 
-def _torch_names(module: Any, who: str) -> dict[str, str]:
+def _torch_names(module: Any, where: str) -> dict[str, str]:
     """Map our keys to the parameter names of an LSTM module, or say clearly why it cannot be
     used."""
-    import torch  # lazily: the rest of this module runs without torch
-
+    torch = sys.modules.get("torch")  # a torch module was passed only if torch is loaded
     kind = type(module).__name__
     expected = (
         "torch.nn.LSTM (num_layers=1, unidirectional, proj_size=0), torch.nn.LSTMCell or their "
         "companion.models twins"
     )
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"{who}: expected {expected}, got {kind}")
+    if torch is None or not isinstance(module, torch.nn.Module):
+        raise TypeError(f"{where}: expected {expected}, got {kind}")
     # The companion twins are separate classes with the same names and parameter names.
     is_layer = isinstance(module, torch.nn.LSTM) or kind == "LSTM"
     is_cell = isinstance(module, torch.nn.LSTMCell) or kind == "LSTMCell"
     if not (is_layer or is_cell):
-        raise TypeError(f"{who}: expected {expected}, got {kind}")
+        raise TypeError(f"{where}: expected {expected}, got {kind}")
     if is_layer:
         settings = {
             "num_layers": (getattr(module, "num_layers", 1), 1),
@@ -168,19 +170,19 @@ def _torch_names(module: Any, who: str) -> dict[str, str]:
         }
         for name, (value, wanted) in settings.items():
             if value != wanted:
-                raise ValueError(f"{who}: expected {expected}, got {kind} with {name}={value!r}")
+                raise ValueError(f"{where}: expected {expected}, got {kind} with {name}={value!r}")
     suffix = "_l0" if is_layer else ""
     present = dict(module.named_parameters())
     names = {key: key + suffix for key in LSTM_KEYS if key + suffix in present}
     if "weight_ih" not in names or "weight_hh" not in names:
         raise ValueError(
-            f"{who}: expected parameters {'weight_ih' + suffix} and {'weight_hh' + suffix} in "
+            f"{where}: expected parameters {'weight_ih' + suffix} and {'weight_hh' + suffix} in "
             f"{kind}, got {sorted(present)}"
         )
     hidden = present[names["weight_hh"]].shape[1]
     if present[names["weight_ih"]].shape[0] != 4 * hidden:
         raise ValueError(
-            f"{who}: expected an LSTM with 4H = {4 * hidden} gate rows, got weight_ih of shape "
+            f"{where}: expected an LSTM with 4H = {4 * hidden} gate rows, got weight_ih of shape "
             f"{tuple(present[names['weight_ih']].shape)} in {kind}"
         )
     return names
@@ -225,9 +227,8 @@ def params_to_torch(params: Mapping[str, np.ndarray], module: Any) -> Any:
     Raises:
         ValueError: if a parameter is missing on either side or its shape differs.
     """
-    import torch
-
     names = _torch_names(module, "params_to_torch")
+    torch = sys.modules["torch"]  # loaded: _torch_names found a torch module
     present = dict(module.named_parameters())
     ours = {key for key in LSTM_KEYS if key in params}
     if ours != set(names):
@@ -698,14 +699,14 @@ def gradient_check(
 
 
 def _check_grads(
-    who: str, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]
+    where: str, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]
 ) -> None:
     for key, grad in grads.items():
         if key not in params:
-            raise KeyError(f"{who}: expected gradient keys among {sorted(params)}, got {key!r}")
+            raise KeyError(f"{where}: expected gradient keys among {sorted(params)}, got {key!r}")
         if np.shape(grad) != np.shape(params[key]):
             raise ValueError(
-                f"{who}: expected gradient {key!r} of shape {np.shape(params[key])}, got shape "
+                f"{where}: expected gradient {key!r} of shape {np.shape(params[key])}, got shape "
                 f"{np.shape(grad)}"
             )
 
@@ -787,7 +788,7 @@ class NumpyLSTMRegressor:
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, seed: int = 0) -> None:
-        _check_size("NumpyLSTMRegressor", "output_size", output_size)
+        check_int("NumpyLSTMRegressor", "output_size", output_size)
         self.params: Params = init_params(input_size, hidden_size, seed=seed)
         rng = np.random.default_rng([seed, 1])  # a stream of its own, independent of the LSTM's
         bound = 1.0 / math.sqrt(hidden_size)
@@ -846,13 +847,8 @@ class NumpyLSTMRegressor:
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_size(who: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{who}: expected {name} to be a positive integer, got {value!r}")
-
-
 def _check_shape(
-    who: str, name: str, array: np.ndarray, layout: str, expected: tuple[Optional[int], ...]
+    where: str, name: str, array: np.ndarray, layout: str, expected: tuple[Optional[int], ...]
 ) -> None:
     """Raise if ``array.shape`` does not match ``expected`` (``None`` matches any length)."""
     shape = array.shape
@@ -862,42 +858,42 @@ def _check_shape(
         wanted = "(" + ", ".join("·" if e is None else str(e) for e in expected) + ")"
         if len(expected) == 1:
             wanted = wanted[:-1] + ",)"
-        raise ValueError(f"{who}: expected {name} of shape {layout} = {wanted}, got shape {shape}")
+        raise ValueError(f"{where}: expected {name} of shape {layout} = {wanted}, got shape {shape}")
 
 
-def _check_params(params: Mapping[str, np.ndarray], who: str) -> tuple[int, int]:
+def _check_params(params: Mapping[str, np.ndarray], where: str) -> tuple[int, int]:
     """Check the LSTM entries of ``params`` and return ``(H, I)``."""
     for key in ("weight_ih", "weight_hh"):
         if key not in params:
-            raise KeyError(f"{who}: expected params with key {key!r}, got keys {sorted(params)}")
+            raise KeyError(f"{where}: expected params with key {key!r}, got keys {sorted(params)}")
     w_ih, w_hh = np.shape(params["weight_ih"]), np.shape(params["weight_hh"])
     if len(w_hh) != 2 or w_hh[0] != 4 * w_hh[1]:
-        raise ValueError(f"{who}: expected weight_hh of shape (4H, H), got shape {w_hh}")
+        raise ValueError(f"{where}: expected weight_hh of shape (4H, H), got shape {w_hh}")
     hidden = w_hh[1]
     if len(w_ih) != 2 or w_ih[0] != 4 * hidden:
         raise ValueError(
-            f"{who}: expected weight_ih of shape (4H, I) = ({4 * hidden}, ·), got shape {w_ih}"
+            f"{where}: expected weight_ih of shape (4H, I) = ({4 * hidden}, ·), got shape {w_ih}"
         )
     has_bias = ["bias_ih" in params, "bias_hh" in params]
     if any(has_bias) and not all(has_bias):
         raise KeyError(
-            f"{who}: expected both bias_ih and bias_hh or neither, got keys {sorted(params)}"
+            f"{where}: expected both bias_ih and bias_hh or neither, got keys {sorted(params)}"
         )
     if all(has_bias):
         for key in ("bias_ih", "bias_hh"):
             if np.shape(params[key]) != (4 * hidden,):
                 raise ValueError(
-                    f"{who}: expected {key} of shape (4H,) = ({4 * hidden},), got shape "
+                    f"{where}: expected {key} of shape (4H,) = ({4 * hidden},), got shape "
                     f"{np.shape(params[key])}"
                 )
     return hidden, w_ih[1]
 
 
 def _state_or_zeros(
-    who: str, name: str, state: Optional[np.ndarray], shape: tuple[int, int], dtype: Any
+    where: str, name: str, state: Optional[np.ndarray], shape: tuple[int, int], dtype: Any
 ) -> np.ndarray:
     if state is None:
         return np.zeros(shape, dtype=dtype)
     state = np.asarray(state)
-    _check_shape(who, name, state, "(N, H)", shape)
+    _check_shape(where, name, state, "(N, H)", shape)
     return state

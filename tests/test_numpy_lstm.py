@@ -394,7 +394,7 @@ def test_regressor_learns_the_sum_of_its_inputs_with_adam():
             lambda p: NumpyLSTMRegressor(4, 5, 2).loss_and_grads(np.zeros((2, 3, 4)), np.zeros(3)),
             r"expected y of shape \(N, O\) = \(3, 2\), got shape \(3,\)",
         ),
-        (lambda p: init_params(0, 5), "expected input_size to be a positive integer, got 0"),
+        (lambda p: init_params(0, 5), "init_params: expected input_size >= 1, got 0"),
     ],
 )
 def test_bad_input_raises_naming_expected_and_got(call, fragment):
