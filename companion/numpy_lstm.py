@@ -858,7 +858,8 @@ def _check_shape(
         wanted = "(" + ", ".join("·" if e is None else str(e) for e in expected) + ")"
         if len(expected) == 1:
             wanted = wanted[:-1] + ",)"
-        raise ValueError(f"{where}: expected {name} of shape {layout} = {wanted}, got shape {shape}")
+        got = f"got shape {shape}"
+        raise ValueError(f"{where}: expected {name} of shape {layout} = {wanted}, {got}")
 
 
 def _check_params(params: Mapping[str, np.ndarray], where: str) -> tuple[int, int]:
