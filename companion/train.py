@@ -304,6 +304,11 @@ class _Run:
     metrics: dict[str, Metric]
     replicas: distributed.Replicas  # the processes training this model: one, or DDP's ranks
 
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        """The arguments of :func:`evaluate` that validation takes from the run."""
+        return {"metrics": self.metrics, "device": self.device, "stateful": self.stateful}
+
 
 def _check_clip(clip_grad_norm: Any) -> float | None:
     if clip_grad_norm is None:
@@ -317,6 +322,9 @@ def _check_clip(clip_grad_norm: Any) -> float | None:
     return float(clip_grad_norm)
 
 
+_NOTHING = object()  # what next() returns from an iterator with no batch
+
+
 def _check_not_empty(data: Iterable[Any], name: str) -> None:
     """Refuse data without a single batch now, not after an epoch of training."""
     if isinstance(data, Sized):
@@ -325,9 +333,6 @@ def _check_not_empty(data: Iterable[Any], name: str) -> None:
         empty = next(iter(data), _NOTHING) is _NOTHING
     if empty:
         raise ValueError(f"fit: {name} yielded no batches; expected at least one")
-
-
-_NOTHING = object()
 
 
 def _parameter_names(model: nn.Module, params: list[nn.Parameter]) -> list[str]:
@@ -367,23 +372,23 @@ def _prepare_run(
     params = [p for group in optimizer.param_groups for p in group["params"]]
     names = _parameter_names(distributed.unwrap(model), params)
     return _Run(
-        model,
-        loss_fn,
-        optimizer,
-        params,
-        names,
-        device,
-        amp_dtype,
-        scaler,
-        clip,
-        stateful,
-        use_closure,
-        metrics,
-        replicas,
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        params=params,
+        param_names=names,
+        device=device,
+        amp_dtype=amp_dtype,
+        scaler=scaler,
+        clip=clip,
+        stateful=stateful,
+        use_closure=use_closure,
+        metrics=metrics,
+        replicas=replicas,
     )
 
 
-def _grad_norm(run: _Run, where: str) -> Tensor:
+def _grad_norm(run: _Run, at: str) -> Tensor:
     """Total 2-norm of all gradients before clipping, clipping them to ``run.clip`` if set.
 
     Unless a ``GradScaler`` skips such steps itself, a non-finite norm raises (see
@@ -398,10 +403,10 @@ def _grad_norm(run: _Run, where: str) -> Tensor:
         except RuntimeError as err:
             if "non-finite" not in str(err):
                 raise
-            raise _nonfinite_grads(run, _total_norm(grads).item(), where) from None
+            raise _nonfinite_grads(run, _total_norm(grads).item(), at) from None
     norm = _total_norm(grads)
     if check and not torch.isfinite(norm):
-        raise _nonfinite_grads(run, norm.item(), where)
+        raise _nonfinite_grads(run, norm.item(), at)
     return norm
 
 
@@ -410,31 +415,31 @@ def _total_norm(grads: list[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(norms), 2.0)
 
 
-def _nonfinite_grads(run: _Run, norm: float, where: str) -> FloatingPointError:
+def _nonfinite_grads(run: _Run, norm: float, at: str) -> FloatingPointError:
     bad = [
         name
         for p, name in zip(run.params, run.param_names)
         if p.grad is not None and not torch.isfinite(p.grad).all()
     ]
     return FloatingPointError(
-        f"fit: the gradient norm became {norm} at {where}, with non-finite gradients in "
+        f"fit: the gradient norm became {norm} at {at}, with non-finite gradients in "
         f"{', '.join(bad) or 'no single parameter (the sum overflowed)'}; the weights are as they "
         f"were before this step. Look for an operation without a finite derivative at some input "
         f"(sqrt or log at 0), or try a lower learning rate or clip_grad_norm=1.0"
     )
 
 
-def _nonfinite_loss(value: float | str, where: str, clip: float | None) -> FloatingPointError:
+def _nonfinite_loss(value: float | str, at: str, clip: float | None) -> FloatingPointError:
     advice = (
         "try a lower learning rate"
         if clip is not None
         else "try a lower learning rate or clip_grad_norm=1.0"
     )
-    return FloatingPointError(f"fit: the training loss became {value} at {where}; {advice}")
+    return FloatingPointError(f"fit: the training loss became {value} at {at}; {advice}")
 
 
 def _forward_loss(
-    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, where: str
+    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, at: str
 ) -> tuple[Tensor, float, Any, Any]:
     """Zero the grads, run the model on one batch, and refuse a non-finite loss."""
     run.optimizer.zero_grad(set_to_none=True)
@@ -446,13 +451,13 @@ def _forward_loss(
     bad = run.replicas.first_nonfinite(value)  # every rank refuses, or none: see distributed
     if bad is not None:
         if run.replicas.world_size > 1:
-            where = f"{where} on rank {bad} of {run.replicas.world_size}"
-        raise _nonfinite_loss(value if bad == run.replicas.rank else "non-finite", where, run.clip)
+            at = f"{at} on rank {bad} of {run.replicas.world_size}"
+        raise _nonfinite_loss(value if bad == run.replicas.rank else "non-finite", at, run.clip)
     return loss, value, pred, new_state
 
 
 def _train_step(
-    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, where: str
+    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, at: str
 ) -> tuple[float, Any, Any, Tensor]:
     """One optimizer step on one batch: with a closure (L-BFGS), a ``GradScaler`` (float16), or
     plainly. Returns the loss, the prediction, the model's new state and the gradient norm.
@@ -464,9 +469,9 @@ def _train_step(
         evaluations: list[tuple[float, Any, Any, Tensor]] = []
 
         def step_closure() -> Tensor:
-            loss, value, pred, new_state = _forward_loss(run, inputs, y, state, where)
+            loss, value, pred, new_state = _forward_loss(run, inputs, y, state, at)
             loss.backward()
-            evaluations.append((value, pred, new_state, _grad_norm(run, where)))
+            evaluations.append((value, pred, new_state, _grad_norm(run, at)))
             return loss
 
         before = [p.detach().clone() for p in run.params]
@@ -477,20 +482,20 @@ def _train_step(
                 for p, saved in zip(run.params, before):
                     p.copy_(saved)
             raise
-        value, pred, _, norm = evaluations[0]  # the loss and norm where the step started
-        return value, pred, evaluations[-1][2], norm  # the state where it ended
+        value, pred, _, norm = evaluations[0]  # the loss and norm at the step started
+        return value, pred, evaluations[-1][2], norm  # the state at it ended
 
-    loss, value, pred, new_state = _forward_loss(run, inputs, y, state, where)
+    loss, value, pred, new_state = _forward_loss(run, inputs, y, state, at)
     if run.scaler is not None:
         run.scaler.scale(loss).backward()
         run.scaler.unscale_(run.optimizer)  # so the norm and the clipping see true grads
-        norm = _grad_norm(run, where)
+        norm = _grad_norm(run, at)
         with _sigint_deferred():  # all parameters stepped, or none
             run.scaler.step(run.optimizer)  # skipped if the grads overflowed
             run.scaler.update()
     else:
         loss.backward()
-        norm = _grad_norm(run, where)
+        norm = _grad_norm(run, at)
         with _sigint_deferred():  # all parameters stepped, or none
             run.optimizer.step()
     return value, pred, new_state, norm
@@ -515,8 +520,21 @@ def _short_batch_hint(
         ) from err
 
 
+@dataclass
+class _Cursor:
+    """Where the loop is (epoch, batch, phase), for the messages of an interrupted or failed run."""
+
+    epoch: int
+    batch: int = -1
+    phase: str = "training"
+
+    def describe(self) -> str:
+        at = f"batch {self.batch}" if self.phase == "training" else self.phase
+        return f"epoch {self.epoch} ({at})"
+
+
 def _train_epoch(
-    run: _Run, train_data: Iterable[Any], epoch: int, progress: _Progress, with_metrics: bool
+    run: _Run, train_data: Iterable[Any], epoch: int, cursor: _Cursor, with_metrics: bool
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """One pass over ``train_data``: the epoch's losses and metrics, and its step statistics
     (mean gradient norm, learning rate), which go after the validation scores in the record."""
@@ -528,7 +546,7 @@ def _train_epoch(
     distributed.start_epoch(train_data, epoch)
     # Epochs and batches are counted from 1 in every message, as in History and the progress bar.
     for index, batch in enumerate(train_data, start=1):
-        progress.batch = index
+        cursor.batch = index
         inputs, y = _split_batch(batch, "fit")
         inputs, y = to_device(inputs, run.device), to_device(y, run.device)
         n = _batch_size(y)
@@ -561,24 +579,11 @@ def _train_epoch(
     return record, steps
 
 
-@dataclass
-class _Progress:
-    """Where the loop is, for the messages of an interrupted or failed run."""
-
-    epoch: int
-    batch: int = -1
-    phase: str = "training"
-
-    def describe(self) -> str:
-        at = f"batch {self.batch}" if self.phase == "training" else self.phase
-        return f"epoch {self.epoch} ({at})"
-
-
-def _interrupted(err: KeyboardInterrupt, history: History, where: _Progress, done: int) -> None:
+def _interrupted(err: KeyboardInterrupt, history: History, cursor: _Cursor, done: int) -> None:
     """Say what a Ctrl-C left behind, and attach the history to the KeyboardInterrupt."""
     err.history = history  # type: ignore[attr-defined]
     print(
-        f"fit: interrupted in {where.describe()}, at a step boundary (the model holds the "
+        f"fit: interrupted in {cursor.describe()}, at a step boundary (the model holds the "
         f"weights of the last whole step); the history of the {done} completed "
         f"epoch{'s' if done != 1 else ''} is the exception's .history and the history passed "
         f"in (history.interrupted = True)",
@@ -619,7 +624,7 @@ def fit(
             returning the prediction; with ``stateful=True`` called as ``model(x, state)`` and
             returning ``(prediction, state)``.
         train_data: re-iterable of batches ``(x, y)``, e.g. a ``DataLoader`` yielding
-            x ``(N, L, H_in)`` and y ``(N, ...)``; or a single batch ``(x, y)`` of tensors.
+            x ``(N, T, H_in)`` and y ``(N, ...)``; or a single batch ``(x, y)`` of tensors.
         loss_fn: ``loss_fn(prediction, y) -> scalar tensor``, a batch mean (``nn.MSELoss()``).
         optimizer: any ``torch.optim`` optimizer; ``torch.optim.LBFGS`` is stepped with a closure.
         epochs: number of passes over ``train_data`` (an int >= 0).
@@ -689,69 +694,92 @@ def fit(
     run = _prepare_run(
         model, optimizer, loss_fn, clip_grad_norm, device, metrics, stateful, amp, closure, ddp
     )
+    train_data, val_data = _check_data(train_data, val_data, epochs)
+    with _Session(model, history, epochs, progress and run.replicas.is_main) as session:
+        for epoch in session.epochs():
+            record, steps = _train_epoch(run, train_data, epoch, session.cursor, val_data is None)
+            if val_data is not None:
+                session.cursor.phase = "validation"
+                scores = evaluate(run.model, val_data, loss_fn=loss_fn, **run.evaluation)
+                record.update({f"val_{k}": v for k, v in scores.items()})
+            record.update(steps)  # grad_norm and lr after the scores: History.keys() shows them
+            if scheduler is not None:
+                session.cursor.phase = "the scheduler step"
+                with _sigint_deferred():
+                    _step_scheduler(scheduler, record)
+            session.log(record)
+    return session.history
+
+
+def _check_data(
+    train_data: Any, val_data: Any, epochs: int
+) -> tuple[Iterable[Any], Iterable[Any] | None]:
+    """Both data sets as re-iterables of batches, each holding at least one batch."""
     train_data = _as_batches(train_data, "fit", "train_data", epochs)
     if val_data is not None:
         val_data = _as_batches(val_data, "fit", "val_data", epochs)
         _check_not_empty(val_data, "val_data")
     if epochs:
         _check_not_empty(train_data, "train_data")
+    return train_data, val_data
 
-    history = History() if history is None else history
-    history.interrupted = False
-    epoch_offset = int(history[-1]["epoch"]) if len(history) else 0
-    time_offset = float(history[-1].get("time", 0.0)) if len(history) else 0.0
-    start = time.perf_counter()
-    was_training = model.training
-    # 80 columns, the width of the book's pages: tqdm narrows the bar to fit.
-    shown = progress and run.replicas.is_main  # one bar, not one per rank
-    bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not shown, ncols=80)
-    where = _Progress(epoch_offset)
-    try:
-        for epoch in range(epoch_offset + 1, epoch_offset + epochs + 1):
-            where.epoch, where.phase = epoch, "training"
-            record, steps = _train_epoch(run, train_data, epoch, where, val_data is None)
-            if val_data is not None:
-                where.phase = "validation"
-                scores = evaluate(
-                    run.model,
-                    val_data,
-                    loss_fn=loss_fn,
-                    metrics=run.metrics,
-                    device=run.device,
-                    stateful=stateful,
-                )
-                record.update({f"val_{k}": v for k, v in scores.items()})
-            record.update(steps)
-            if scheduler is not None:
-                where.phase = "the scheduler step"
-                with _sigint_deferred():
-                    _step_scheduler(scheduler, record)
-            record["time"] = time_offset + time.perf_counter() - start
-            history.append(record)
-            losses = {"loss": record["train_loss"], "val_loss": record.get("val_loss")}
-            postfix = {k: f"{v:.3g}" for k, v in losses.items() if v is not None}
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-    except KeyboardInterrupt as err:
-        history.interrupted = True
-        bar.close()
-        _interrupted(err, history, where, len(history) - epoch_offset)
-        raise
-    except Exception as err:
-        with contextlib.suppress(AttributeError):  # a few C-level exceptions take no attributes
-            err.history = history  # type: ignore[attr-defined]
-        done = len(history) - epoch_offset
-        _add_note(
-            err,
-            f"fit: in {where.describe()}; the history of the {done} completed "
-            f"epoch{'s' if done != 1 else ''} is kept (the exception's .history, and the "
-            f"history passed in)",
-        )
-        raise
-    finally:
-        bar.close()
-        model.train(was_training)
-    return history
+
+class _Session:
+    """The bookkeeping around :func:`fit`'s loop, so that the loop can be the function.
+
+    It continues ``history`` (epochs and times from its last record), draws the progress bar,
+    knows where the loop is (:class:`_Cursor`), and on the way out puts the model back in the
+    mode it came in and says what an error or a Ctrl-C left: the history is kept on the
+    exception, and a Ctrl-C marks it ``interrupted``.
+    """
+
+    def __init__(self, model: nn.Module, history: History | None, epochs: int, shown: bool):
+        self.model, self.was_training = model, model.training
+        self.history = History() if history is None else history
+        self.history.interrupted = False
+        last = self.history[-1] if len(self.history) else {}
+        self.first_epoch = int(last["epoch"]) + 1 if last else 1
+        self.time_offset = float(last.get("time", 0.0))
+        self.n_epochs = epochs
+        self.cursor = _Cursor(self.first_epoch - 1)
+        # 80 columns, the width of the book's pages: tqdm narrows the bar to fit.
+        self.bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not shown, ncols=80)
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def epochs(self) -> Iterator[int]:
+        """The numbers of the epochs to run, 1-based and continuing the history."""
+        for epoch in range(self.first_epoch, self.first_epoch + self.n_epochs):
+            self.cursor.epoch, self.cursor.phase = epoch, "training"
+            yield epoch
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Stamp ``record`` with the training time so far, keep it, and show its losses."""
+        record["time"] = self.time_offset + time.perf_counter() - self.start
+        self.history.append(record)
+        losses = {"loss": record["train_loss"], "val_loss": record.get("val_loss")}
+        shown = {k: f"{v:.3g}" for k, v in losses.items() if v is not None}
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(1)
+
+    def __exit__(self, kind: Any, err: BaseException | None, traceback: Any) -> None:
+        self.bar.close()
+        self.model.train(self.was_training)
+        done = len(self.history) - (self.first_epoch - 1)
+        if isinstance(err, KeyboardInterrupt):
+            self.history.interrupted = True
+            _interrupted(err, self.history, self.cursor, done)
+        elif isinstance(err, Exception):
+            with contextlib.suppress(AttributeError):  # a few C-level exceptions take none
+                err.history = self.history  # type: ignore[attr-defined]
+            _add_note(
+                err,
+                f"fit: in {self.cursor.describe()}; the history of the {done} completed "
+                f"epoch{'s' if done != 1 else ''} is kept (the exception's .history, and the "
+                f"history passed in)",
+            )
 
 
 # --------------------------------------------------------------------------------------------------
