@@ -36,12 +36,10 @@ import numbers
 import os
 import re
 import shutil
-import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
@@ -49,7 +47,7 @@ import numpy as np
 import torch
 
 from companion._checks import check_int
-from companion.download import fetch, folder_lock
+from companion.download import digests, fetch, file_digest, folder_lock, safe_extract
 
 __all__ = [
     # long-range tasks
@@ -704,47 +702,6 @@ def _read_imdb(folder: Path) -> tuple[list[tuple[str, int]], list[tuple[str, int
     return splits["train"], splits["test"]
 
 
-def _digests(sha256: str | None, md5: str | None) -> dict[str, str]:
-    wanted = {}
-    if sha256 is not None:
-        wanted["sha256"] = sha256.lower()
-    elif md5 is not None:
-        wanted["md5"] = md5.lower()
-    return wanted
-
-
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _safe_extract(archive: Path, destination: Path) -> None:
-    with tarfile.open(archive, "r:*") as tar:
-        # Only plain files and folders, and none outside the destination, whatever the Python
-        # version (the "data" filter of Python >= 3.11.4 checks this too). Links (which could
-        # point outside) and devices are skipped, and said so: never silently.
-        every = tar.getmembers()
-        members = [m for m in every if m.isfile() or m.isdir()]
-        skipped = [m.name for m in every if not (m.isfile() or m.isdir())]
-        if skipped:
-            warnings.warn(
-                f"load_imdb: skipped {len(skipped)} entries of {archive.name} that are not "
-                f"plain files or folders (symbolic or hard links, devices), e.g. "
-                f"{skipped[:3]}; the IMDB archive has none, so this one may not be it",
-                stacklevel=3,
-            )
-        for member in members:
-            if member.name.startswith(("/", "\\")) or ".." in Path(member.name).parts:
-                raise ValueError(f"load_imdb: refusing unsafe archive member {member.name!r}")
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(destination, members=members, filter="data")
-        else:  # Python < 3.11.4; members were checked above
-            tar.extractall(destination, members=members)
-
-
 def load_imdb(
     root: str | os.PathLike,
     download: bool = True,
@@ -803,7 +760,7 @@ def load_imdb(
         )
 
     name = Path(urllib.parse.urlparse(url).path).name or "aclImdb_v1.tar.gz"
-    wanted = _digests(sha256, md5)
+    wanted = digests(sha256, md5)
     if not download and not (root / name).is_file():
         raise FileNotFoundError(
             f"load_imdb: no IMDB data in {root} (expected the folder {folder} or the archive "
@@ -833,7 +790,7 @@ def _fetch_and_extract(
     root = archive.parent
     if archive.is_file():
         for algorithm, expected in wanted.items():
-            got = _file_digest(archive, algorithm)
+            got = file_digest(archive, algorithm)
             if got != expected:
                 archive.unlink()  # a stale or truncated archive must not be tried again
                 if not download:
@@ -846,12 +803,12 @@ def _fetch_and_extract(
             f"Without a network, download it on another machine and place it at {archive} "
             f"(load_imdb checks and extracts it), or extract it to {folder}"
         )
-        fetch(url, archive, owner="load_imdb", digests=wanted, timeout=timeout,
+        fetch(url, archive, where="load_imdb", digests=wanted, timeout=timeout,
               progress=progress, hint=hint)  # fmt: skip
 
     staging = Path(tempfile.mkdtemp(dir=root, prefix=_IMDB_STAGING))
     try:
-        _safe_extract(archive, staging)
+        safe_extract(archive, staging, where="load_imdb")
         parts = [staging / _IMDB_DIR / split / part for split, part in _IMDB_PARTS]
         if not all(p.is_dir() for p in parts):
             raise ValueError(
