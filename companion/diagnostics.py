@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -78,6 +78,25 @@ def hidden_grad_norms(
     only, so the cell's ``.grad`` fields are left untouched, and it works inside
     ``torch.no_grad()`` blocks too.
     """
+    _check_sequence(x, loss)
+    with torch.enable_grad():
+        # x as a leaf that requires grad puts every h_t in the graph even when the cell's
+        # parameters are frozen; the gradient with respect to x itself is never computed.
+        hs = _hidden_states(cell, x.detach().requires_grad_(True), h0)
+        objective = _objective(hs[-1], loss)
+        grads = torch.autograd.grad(objective, hs)
+
+    # (T, N, H) -> per-sample norms (T, N) -> batch mean (T,); unbatched (T, H) -> (T,).
+    # Squaring float32 entries of 1e-23 underflows to 0, and vanishing gradients get that small
+    # within 100 steps, so the norm is taken in float64 (on the CPU: MPS has no float64).
+    stacked = torch.stack(grads).detach()
+    norms = torch.linalg.vector_norm(stacked.cpu().double(), dim=-1)
+    norms = norms.reshape(norms.shape[0], -1).mean(dim=1)
+    return norms.to(stacked.dtype)
+
+
+def _check_sequence(x: Any, loss: Any) -> None:
+    """x a floating tensor (L, N, I) or (L, I) with a step at least; loss "last" or callable."""
     if not isinstance(x, Tensor):
         raise TypeError(
             f"hidden_grad_norms: expected x to be a torch.Tensor, got {type(x).__name__}"
@@ -98,52 +117,41 @@ def hidden_grad_norms(
             f"hidden_grad_norms: expected loss='last' or a callable of h_T, got {loss!r}"
         )
 
-    with torch.enable_grad():
-        # x as a leaf that requires grad puts every h_t in the graph even when the cell's
-        # parameters are frozen; the gradient with respect to x itself is never computed.
-        x = x.detach().requires_grad_(True)
-        state = h0
-        hs: list[Tensor] = []
-        for t in range(x.shape[0]):
-            state = cell(x[t], state)
-            h = state[0] if isinstance(state, (tuple, list)) else state
-            if not isinstance(h, Tensor):
-                raise TypeError(
-                    "hidden_grad_norms: expected the cell to return h or a tuple (h, c) of "
-                    "tensors, "
-                    f"got {type(h).__name__}"
-                )
-            hs.append(h)
-        h_last = hs[-1]
-        objective = h_last.sum() if loss == "last" else loss(h_last)
-        if not isinstance(objective, Tensor) or objective.numel() != 1:
-            shape = (
-                tuple(objective.shape)
-                if isinstance(objective, Tensor)
-                else type(objective).__name__
+
+def _hidden_states(cell: nn.Module, x: Tensor, h0: Any) -> list[Tensor]:
+    """h_t after each x[t], from ``state = cell(x[t], state)`` over the T steps."""
+    state, hs = h0, []
+    for t in range(x.shape[0]):
+        state = cell(x[t], state)
+        h = state[0] if isinstance(state, (tuple, list)) else state
+        if not isinstance(h, Tensor):
+            raise TypeError(
+                "hidden_grad_norms: expected the cell to return h or a tuple (h, c) of tensors, "
+                f"got {type(h).__name__}"
             )
-            raise ValueError(
-                f"hidden_grad_norms: expected the loss to be a scalar tensor, got {shape}"
-            )
-        grads = torch.autograd.grad(objective.reshape(()), hs)
-
-    # (L, N, H) -> per-sample norms (L, N) -> batch mean (L,); unbatched (L, H) -> (L,).
-    # Squaring float32 entries of 1e-23 underflows to 0, and vanishing gradients get that small
-    # within 100 steps, so the norm is taken in float64 (on the CPU: MPS has no float64).
-    stacked = torch.stack(grads).detach()
-    norms = torch.linalg.vector_norm(stacked.cpu().double(), dim=-1)
-    norms = norms.reshape(norms.shape[0], -1).mean(dim=1)
-    return norms.to(stacked.dtype)
+        hs.append(h)
+    return hs
 
 
-def _as_square_matrix(W: ArrayLike, who: str) -> Tensor:
+def _objective(h_last: Tensor, loss: str | Callable[[Tensor], Tensor]) -> Tensor:
+    """The scalar whose gradient is taken: Σ h_T for "last", else ``loss(h_T)``."""
+    objective = h_last.sum() if loss == "last" else loss(h_last)
+    if not isinstance(objective, Tensor) or objective.numel() != 1:
+        got = tuple(objective.shape) if isinstance(objective, Tensor) else type(objective).__name__
+        raise ValueError(f"hidden_grad_norms: expected the loss to be a scalar tensor, got {got}")
+    return objective.reshape(())
+
+
+def _as_square_matrix(W: ArrayLike, where: str) -> Tensor:
     """W as a detached (H, H) tensor, with a clear error when it is not square."""
     if isinstance(W, Tensor):
         M = W.detach()
     elif isinstance(W, np.ndarray):
         M = torch.from_numpy(W)
     else:
-        raise TypeError(f"{who}: expected a torch.Tensor or numpy.ndarray, got {type(W).__name__}")
+        raise TypeError(
+            f"{where}: expected a torch.Tensor or numpy.ndarray, got {type(W).__name__}"
+        )
     if M.dim() != 2 or M.shape[0] != M.shape[1] or M.shape[0] == 0:
         hint = ""
         if (
@@ -157,7 +165,7 @@ def _as_square_matrix(W: ArrayLike, who: str) -> Tensor:
                 f"pass one, e.g. weight_hh[:{M.shape[1]}]"
             )
         raise ValueError(
-            f"{who}: expected a square matrix (H, H), got shape {tuple(M.shape)}{hint}"
+            f"{where}: expected a square matrix (H, H), got shape {tuple(M.shape)}{hint}"
         )
     return M
 
@@ -205,8 +213,7 @@ def scale_to_spectral_radius(W: ArrayLike, rho: float) -> Tensor | np.ndarray:
     if current == 0.0:
         raise ValueError(
             "scale_to_spectral_radius: expected a matrix with a nonzero spectral radius, got one "
-            "with "
-            "radius 0 (a zero or nilpotent matrix), which no scale factor can change"
+            "with radius 0 (a zero or nilpotent matrix), which no scale factor can change"
         )
     factor = rho / current
     if isinstance(W, np.ndarray):
@@ -251,8 +258,7 @@ def decay_rate(norms: ArrayLike, start: int | None = None, stop: int | None = No
         k = int(t[bad[0]])
         raise ValueError(
             f"decay_rate: expected finite norms > 0, got {float(values[k])!r} at t={k}; the "
-            "gradient "
-            "underflowed or overflowed there, fit a shorter range with start=/stop="
+            "gradient underflowed or overflowed there, fit a shorter range with start=/stop="
         )
     d = (values.shape[0] - 1 - t).astype(np.float64)
     slope = np.polyfit(d, np.log(selected), deg=1)[0]
@@ -292,6 +298,21 @@ def gate_statistics(
         ``saturated`` is their sum. In saturation σ' and tanh' are small, so gradients through the
         gate are weak. A record holding only states (a vanilla RNN's ``h``) gives ``{}``.
     """
+    _check_record(gates, mask)
+    stats: dict[str, dict[str, float]] = {}
+    for name, g in gates.items():
+        if isinstance(g, Mapping):
+            raise TypeError(
+                f"gate_statistics: expected gate name -> Tensor, got a dict under {name!r}; "
+                f"pass one layer's record, e.g. rec[{name!r}]"
+            )
+        if name not in STATE_ENTRIES:
+            stats[name] = _summarise(_gate_values(name, g, mask), tanh_gate=name in TANH_GATES)
+    return stats
+
+
+def _check_record(gates: Any, mask: Any) -> None:
+    """A non-empty mapping of gates, and a boolean mask (L,) or (L, N) or None."""
     if not isinstance(gates, Mapping):
         raise TypeError(
             f"gate_statistics: expected a dict of gate name -> Tensor, got {type(gates).__name__}"
@@ -311,62 +332,57 @@ def gate_statistics(
                 f"gate_statistics: expected a boolean mask of shape (L,) or (L, N), got {what}"
             )
 
-    stats: dict[str, dict[str, float]] = {}
-    for name, g in gates.items():
-        if isinstance(g, Mapping):
-            raise TypeError(
-                f"gate_statistics: expected gate name -> Tensor, got a dict under {name!r}; "
-                f"pass one layer's record, e.g. rec[{name!r}]"
-            )
-        if name in STATE_ENTRIES:
-            continue
-        if not isinstance(g, Tensor):
-            raise TypeError(
-                f"gate_statistics: expected gate {name!r} to be a Tensor, got {type(g).__name__}"
-            )
-        g = g.detach()
-        time_axis = _time_axis(g, name)
-        if mask is None:
-            values = g.reshape(-1)
-        else:
-            m = mask.to(g.device)
-            L = g.shape[time_axis]
-            expected = (L,) if g.dim() == 2 else (L, g.shape[time_axis + 1])
-            if m.dim() > len(expected) or tuple(m.shape) != expected[: m.dim()]:
-                allowed = f"(L,) = {expected[:1]}"
-                if g.dim() > 2:
-                    allowed += f" or (L, N) = {expected}"
-                raise ValueError(
-                    f"gate_statistics: expected a mask of shape {allowed} for gate {name!r} of "
-                    "shape "
-                    f"{tuple(g.shape)}, got {tuple(m.shape)}"
-                )
-            # Trailing singleton dims make (L,) / (L, N) broadcast against (..., L, N, H).
-            m = m.reshape(m.shape + (1,) * (g.dim() - time_axis - m.dim()))
-            values = g[m.expand_as(g)]
-        if values.numel() == 0:
-            raise ValueError(f"gate_statistics: the mask selects no values of gate {name!r}")
-        values = values.to(torch.float64)
 
-        tanh_gate = name in TANH_GATES
-        lo, hi = (-1.0, 1.0) if tanh_gate else (0.0, 1.0)
-        tol = 1e-6
-        if float(values.min()) < lo - tol or float(values.max()) > hi + tol:
-            kind = "tanh" if tanh_gate else "σ"
+def _gate_values(name: str, g: Any, mask: Tensor | None) -> Tensor:
+    """The values of gate ``name`` that ``mask`` selects, flat, in float64, checked to lie in
+    the gate's range ([0, 1] for σ, [-1, 1] for tanh)."""
+    if not isinstance(g, Tensor):
+        raise TypeError(
+            f"gate_statistics: expected gate {name!r} to be a Tensor, got {type(g).__name__}"
+        )
+    g = g.detach()
+    time_axis = _time_axis(g, name)
+    if mask is None:
+        values = g.reshape(-1)
+    else:
+        m = mask.to(g.device)
+        T = g.shape[time_axis]
+        expected = (T,) if g.dim() == 2 else (T, g.shape[time_axis + 1])
+        if m.dim() > len(expected) or tuple(m.shape) != expected[: m.dim()]:
+            allowed = f"(L,) = {expected[:1]}"
+            if g.dim() > 2:
+                allowed += f" or (L, N) = {expected}"
             raise ValueError(
-                f"gate_statistics: expected {kind} gate {name!r} to lie in [{lo:g}, {hi:g}], got "
-                "values "
-                f"in [{float(values.min()):.3g}, {float(values.max()):.3g}]; states belong under "
-                "'h' or 'c'"
+                f"gate_statistics: expected a mask of shape {allowed} for gate {name!r} of shape "
+                f"{tuple(g.shape)}, got {tuple(m.shape)}"
             )
-        low_cut = -SATURATION_THRESHOLD if tanh_gate else 1.0 - SATURATION_THRESHOLD
-        low = float((values < low_cut).to(torch.float64).mean())
-        high = float((values > SATURATION_THRESHOLD).to(torch.float64).mean())
-        stats[name] = {
-            "mean": float(values.mean()),
-            "std": float(values.std(correction=0)),
-            "saturated_low": low,
-            "saturated_high": high,
-            "saturated": low + high,
-        }
-    return stats
+        # Trailing singleton dims make (L,) / (L, N) broadcast against (..., L, N, H).
+        m = m.reshape(m.shape + (1,) * (g.dim() - time_axis - m.dim()))
+        values = g[m.expand_as(g)]
+    if values.numel() == 0:
+        raise ValueError(f"gate_statistics: the mask selects no values of gate {name!r}")
+    values = values.to(torch.float64)
+    lo, hi = (-1.0, 1.0) if name in TANH_GATES else (0.0, 1.0)
+    tol = 1e-6
+    if float(values.min()) < lo - tol or float(values.max()) > hi + tol:
+        kind = "tanh" if name in TANH_GATES else "σ"
+        raise ValueError(
+            f"gate_statistics: expected {kind} gate {name!r} to lie in [{lo:g}, {hi:g}], got "
+            f"values in [{float(values.min()):.3g}, {float(values.max()):.3g}]; states belong "
+            "under 'h' or 'c'"
+        )
+    return values
+
+
+def _summarise(values: Tensor, tanh_gate: bool) -> dict[str, float]:
+    """Mean, population std and the saturated fractions of one gate's values."""
+    low_cut = -SATURATION_THRESHOLD if tanh_gate else 1.0 - SATURATION_THRESHOLD
+    low = float((values < low_cut).to(torch.float64).mean())
+    high = float((values > SATURATION_THRESHOLD).to(torch.float64).mean())
+    return {
+        "mean": float(values.mean()),
+        "std": float(values.std(correction=0)),
+        "saturated_low": low,
+        "saturated_high": high,
+        "saturated": low + high,
+    }

@@ -346,8 +346,7 @@ def lstm_step_backward(
     if s.x.shape[1] != inputs or s.h_prev.shape[1] != hidden:
         raise ValueError(
             f"lstm_step_backward: expected a step cache for I = {inputs}, H = {hidden}, got one "
-            "for "
-            f"I = {s.x.shape[1]}, H = {s.h_prev.shape[1]}"
+            f"for I = {s.x.shape[1]}, H = {s.h_prev.shape[1]}"
         )
     dh = np.asarray(dh)
     _check_shape("lstm_step_backward", "dh", dh, "(N, H)", s.h_prev.shape)
@@ -486,8 +485,7 @@ def lstm_backward(
     if (cache_inputs, cache_hidden) != (inputs, hidden):
         raise ValueError(
             f"lstm_backward: expected a cache for I = {inputs}, H = {hidden} (from params), got "
-            "one "
-            f"for I = {cache_inputs}, H = {cache_hidden}"
+            f"one for I = {cache_inputs}, H = {cache_hidden}"
         )
     dtype = cache.steps[0].h_prev.dtype
     if dhs is None:
