@@ -237,6 +237,42 @@ def _graph_count() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
+def _first_call(run: Callable[[], Any], sync: Callable[[], None]) -> tuple[Any, float]:
+    """``run()``'s result and how long the call took, in ms: the first call compiles, captures
+    or warms caches, so the timed repeats leave it out."""
+    sync()
+    start = time.perf_counter()
+    out = run()
+    sync()
+    return out, _sig((time.perf_counter() - start) * 1e3)
+
+
+def _skip_reason(err: Exception) -> str:
+    """Why a variant was skipped, in one line: the error's type and first line."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def _training_step(
+    model: nn.Module, batch: tuple[Tensor, Tensor], device: torch.device, precision: str, mark: bool
+) -> Callable[[], None]:
+    """One Adam step of the char-LM on ``batch`` (ids x (N, T), next ids y (N, T)):
+    forward under ``precision``, cross-entropy, backward. ``mark`` starts a CUDA-graph step."""
+    x, y = batch
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        if mark:
+            torch.compiler.cudagraph_mark_step_begin()
+        with precision_scope(device, precision):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
 def bench_forward_backward(
     kind: str,
     shape: Shape,
@@ -278,11 +314,7 @@ def bench_forward_backward(
             layer = build_layer(variant, kind, reference, x, precision, compile_backend)
             run = _forward_backward(layer, x, device, precision, variant == "companion+compile-ro")
             graphs = _graph_count()
-            sync()
-            start = time.perf_counter()
-            out = run()  # the first call: compiles, captures or warms caches
-            sync()
-            row["first_call_ms"] = _sig((time.perf_counter() - start) * 1e3)
+            out, row["first_call_ms"] = _first_call(run, sync)  # compiles, captures, warms
             row["graphs_compiled"] = _graph_count() - graphs
             layers[variant] = layer
             out = out.float()
@@ -291,7 +323,7 @@ def bench_forward_backward(
             row["max_abs_diff"] = _sig(float((out - expected).abs().max()), 3)
             runners[key] = run
         except Exception as err:  # a variant that cannot run here must not stop the others
-            row["skipped"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            row["skipped"] = _skip_reason(err)
             log(f"  {kind} {shape.label()} {variant} {precision}: skipped ({row['skipped']})")
             if os.environ.get("BENCH_DEBUG"):
                 traceback.print_exc()
@@ -386,26 +418,12 @@ def bench_training(
             torch.manual_seed(1)  # the same embedding and read-out for every variant
             layer = build_layer(variant, kind, reference, sample, precision, compile_backend)
             model = CharLM(layer, vocab, emb, hidden).to(device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
             mark = variant == "companion+compile-ro"
-
-            def step(model=model, optimizer=optimizer, precision=precision, mark=mark) -> None:
-                optimizer.zero_grad(set_to_none=True)
-                if mark:
-                    torch.compiler.cudagraph_mark_step_begin()
-                with precision_scope(device, precision):
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float().reshape(-1, vocab), y.reshape(-1))
-                loss.backward()
-                optimizer.step()
-
-            start = time.perf_counter()
-            step()
-            sync()
-            row["first_call_ms"] = _sig((time.perf_counter() - start) * 1e3)
+            step = _training_step(model, (x, y), device, precision, mark)
+            _, row["first_call_ms"] = _first_call(step, sync)
             runners[key] = step
         except Exception as err:
-            row["skipped"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            row["skipped"] = _skip_reason(err)
             log(f"  train {kind} {variant} {precision}: skipped ({row['skipped']})")
     times = time_interleaved(runners, repeats, warmup, sync)
     for key, t in times.items():
@@ -645,7 +663,8 @@ def _report(results: Mapping[str, Any]) -> None:
     print(conditions_report(results))
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict]:
+def _parser() -> argparse.ArgumentParser:
+    """The command line; the module docstring says what each option does."""
     parser = argparse.ArgumentParser(
         description="Time RNN/LSTM/GRU variants (torch.nn, companion, bare, fused, naive, "
         "compiled, CUDA graphs) on this device; print a table and write JSON."
@@ -691,7 +710,44 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         default=[],
         help="a sentence for the file's notes, e.g. what else ran on the machine (repeatable)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _run_once(
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    device: torch.device,
+    plan: Plan,
+    preset: str,
+    threads: int | None,
+) -> dict:
+    """One run of the suite at the current thread count: report it, and write what was asked."""
+    print(
+        f"torch {torch.__version__} on {device} ({_device_info(device)['name']}), "
+        f"{torch.get_num_threads()} threads, load average {os.getloadavg()}"
+    )
+    print(
+        f"preset {preset}: {plan.repeats} timed runs after {plan.warmup} warm-up runs, "
+        f"variants interleaved"
+    )
+    results = run_suite(device, plan, args.compile, args.compile_backend)
+    results["settings"].update(preset=preset, argv=list(argv if argv is not None else sys.argv[1:]))
+    results["notes"] += args.note
+    _report(results)
+    out = out_path(args.out, device, threads, len(args.threads) > 1, preset)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+    if args.csv:
+        _write_csv(results, args.csv)
+        print(f"wrote {args.csv}")
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Run the benchmark as the command line asks; the results, one dict per thread count."""
+    args = _parser().parse_args(argv)
 
     device = pick_device(args.device)
     if device.type == "cuda" and args.tf32:
@@ -707,29 +763,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     for threads in args.threads:
         if threads is not None:
             torch.set_num_threads(threads)
-        print(
-            f"torch {torch.__version__} on {device} ({_device_info(device)['name']}), "
-            f"{torch.get_num_threads()} threads, load average {os.getloadavg()}"
-        )
-        print(
-            f"preset {preset}: {plan.repeats} timed runs after {plan.warmup} warm-up runs, "
-            f"variants interleaved"
-        )
-        results = run_suite(device, plan, args.compile, args.compile_backend)
-        results["settings"].update(
-            preset=preset, argv=list(argv if argv is not None else sys.argv[1:])
-        )
-        results["notes"] += args.note
-        _report(results)
-        out = out_path(args.out, device, threads, len(args.threads) > 1, preset)
-        if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-            print(f"wrote {out}")
-        if args.csv:
-            _write_csv(results, args.csv)
-            print(f"wrote {args.csv}")
-        runs.append(results)
+        runs.append(_run_once(args, argv, device, plan, preset, threads))
     return runs
 
 
