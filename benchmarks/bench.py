@@ -43,7 +43,7 @@ its recompilation at L=100 and 200; with inductor's on-disk cache disabled, so c
 ``--compile-cache``), ``--repeats N``, ``--warmup N``, ``--tf32``, ``--out PATH``, ``--csv PATH``.
 
 About ``torch.compile`` on a recurrent layer: Dynamo unrolls the Python loop over time, so the
-graph (and its compile time) grows with the sequence length L, and every new L compiles a new
+graph (and its compile time) grows with the sequence length T, and every new L compiles a new
 graph, up to ``torch._dynamo.config.recompile_limit`` lengths, after which the layer runs
 eagerly. ``companion.fused`` compiles nothing, so it has nothing to recompile.
 """

@@ -67,10 +67,10 @@ def check_input(
 def time_major(
     where: str, input: Any, batch_first: bool, input_size: int, weight: Tensor
 ) -> tuple[Tensor, bool]:
-    """Check a layer's input and return it time-major, (L, N, H_in), and whether it was batched.
+    """Check a layer's input and return it time-major, (T, N, H_in), and whether it was batched.
 
-    The one path every layer's input goes through: a tensor, rank 3 ((L, N, H_in), or
-    (N, L, H_in) if ``batch_first``) or 2 (unbatched (L, H_in)), floating point, on the weights'
+    The one path every layer's input goes through: a tensor, rank 3 ((T, N, H_in), or
+    (N, T, H_in) if ``batch_first``) or 2 (unbatched (T, H_in)), floating point, on the weights'
     device and dtype, ``input_size`` features and at least one step.
     """
     if not isinstance(input, Tensor):

@@ -158,7 +158,7 @@ def adding_problem(
         seed: the same seed gives the same data; ``None`` gives fresh data each call.
 
     Returns:
-        ``(x, y)``: ``x`` of shape ``(N, L, 2)`` (batch first: values, marker), ``y`` of shape
+        ``(x, y)``: ``x`` of shape ``(N, T, 2)`` (batch first: values, marker), ``y`` of shape
         ``(N, 1)``, both float32 on the CPU.
 
     Raises:
@@ -179,7 +179,7 @@ def multiplication_problem(
     use it (experiment 5) to show that the LSTM also learns a non-additive combination.
 
     Returns:
-        ``(x, y)``: ``x`` of shape ``(N, L, 2)``, ``y`` of shape ``(N, 1)``, float32.
+        ``(x, y)``: ``x`` of shape ``(N, T, 2)``, ``y`` of shape ``(N, 1)``, float32.
     """
     return _two_marker_task(n, length, seed, torch.mul, "multiplication_problem")
 
@@ -206,7 +206,7 @@ def sine_waves(
         seed: the same seed gives the same waves.
 
     Returns:
-        Tensor of shape ``(N, L)``, float32, values in [-1, 1].
+        Tensor of shape ``(N, T)``, float32, values in [-1, 1].
     """
     where = "sine_waves"
     n = check_int(where, "n (number of waves)", n, 1)
@@ -578,7 +578,7 @@ class Vocab:
         return torch.tensor([self.stoi.get(t, self.UNK) for t in tokens], dtype=torch.long)
 
     def decode(self, ids: Iterable[int] | torch.Tensor, *, skip_pad: bool = True) -> list[str]:
-        """Tokens of ``ids`` (shape ``(L,)``); padding is dropped unless ``skip_pad=False``."""
+        """Tokens of ``ids`` (shape ``(T,)``); padding is dropped unless ``skip_pad=False``."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         tokens = []

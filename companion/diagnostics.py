@@ -2,9 +2,9 @@
 
 The vanishing-gradient chapter measures how much the loss at the last step still "feels" each
 earlier hidden state. :func:`hidden_grad_norms` runs a cell step by step, keeps every h_t in the
-graph and returns ‖∂L/∂h_t‖ for each t. For a vanilla RNN in its linear regime,
+graph and returns ‖∂𝓛/∂h_t‖ for each t. For a vanilla RNN in its linear regime,
 
-    ∂L/∂h_t = (W_hh^T)^(T-t) ∂L/∂h_T,
+    ∂𝓛/∂h_t = (W_hh^T)^(T-t) ∂𝓛/∂h_T,
 
 so the curve shrinks or grows geometrically with the distance T - t at a rate set by the
 spectral radius of W_hh (:func:`spectral_radius`, :func:`scale_to_spectral_radius`).
@@ -54,7 +54,7 @@ def hidden_grad_norms(
     h0: Tensor | tuple[Tensor, Tensor] | None = None,
     loss: str | Callable[[Tensor], Tensor] = "last",
 ) -> Tensor:
-    """The vanishing-gradient curve: the norm of ∂L/∂h_t for every step t.
+    """The vanishing-gradient curve: the norm of ∂𝓛/∂h_t for every step t.
 
     The cell is called once per step, ``state = cell(x[t], state)``, as one calls
     ``torch.nn.RNNCell``, ``GRUCell`` (which return h) or ``LSTMCell`` (which returns (h, c)), or
@@ -63,16 +63,16 @@ def hidden_grad_norms(
 
     Args:
         cell: a recurrent cell with the ``torch.nn`` cell call convention.
-        x: inputs, time-major, shape (L, N, I); or (L, I) for one unbatched sequence.
+        x: inputs, time-major, shape (T, N, I); or (T, I) for one unbatched sequence.
         h0: the initial state as the cell accepts it: (N, H) for RNN/GRU cells, a tuple
             ((N, H), (N, H)) for LSTM cells; ``None`` lets the cell start from zeros.
-        loss: ``"last"`` for L = Σ h_T (every unit of the last hidden state weighted 1), or a
+        loss: ``"last"`` for 𝓛 = Σ h_T (every unit of the last hidden state weighted 1), or a
             callable mapping h_T, shape (N, H), to a scalar tensor.
 
     Returns:
-        A tensor of shape (L,) on the CPU, in the dtype of the hidden states: entry t is the
-        batch mean of the L2 norm (over the H units) of ∂L/∂h_t, where h_t is the hidden state
-        after reading x[t]. Entry L - 1 is the norm of ∂L/∂h_T itself (√H for ``"last"``).
+        A tensor of shape (T,) on the CPU, in the dtype of the hidden states: entry t is the
+        batch mean of the L2 norm (over the H units) of ∂𝓛/∂h_t, where h_t is the hidden state
+        after reading x[t]. Entry T - 1 is the norm of ∂𝓛/∂h_T itself (√H for ``"last"``).
 
     The gradient is taken with :func:`torch.autograd.grad` with respect to the hidden states
     only, so the cell's ``.grad`` fields are left untouched, and it works inside
@@ -96,7 +96,7 @@ def hidden_grad_norms(
 
 
 def _check_sequence(x: Any, loss: Any) -> None:
-    """x a floating tensor (L, N, I) or (L, I) with a step at least; loss "last" or callable."""
+    """x a floating tensor (T, N, I) or (T, I) with a step at least; loss "last" or callable."""
     if not isinstance(x, Tensor):
         raise TypeError(
             f"hidden_grad_norms: expected x to be a torch.Tensor, got {type(x).__name__}"
@@ -224,7 +224,7 @@ def scale_to_spectral_radius(W: ArrayLike, rho: float) -> Tensor | np.ndarray:
 def decay_rate(norms: ArrayLike, start: int | None = None, stop: int | None = None) -> float:
     """The per-step factor by which a gradient-norm curve shrinks going back in time.
 
-    Fits log ‖∂L/∂h_t‖ = a + d · log ρ̂ by least squares, where d = L - 1 - t is the distance of
+    Fits log ‖∂𝓛/∂h_t‖ = a + d · log ρ̂ by least squares, where d = T - 1 - t is the distance of
     step t from the end, and returns ρ̂ = exp(slope). For a curve a · ρ^d it returns ρ exactly.
 
     - ρ̂ < 1: vanishing gradients (each step further back keeps a fraction ρ̂ of the signal);
@@ -232,7 +232,7 @@ def decay_rate(norms: ArrayLike, start: int | None = None, stop: int | None = No
     - ρ̂ ≈ 1: the signal neither vanishes nor explodes (an LSTM with its forget gates open).
 
     Args:
-        norms: a curve of shape (L,) indexed by t, as returned by :func:`hidden_grad_norms`
+        norms: a curve of shape (T,) indexed by t, as returned by :func:`hidden_grad_norms`
             (tensor, array or list), all entries finite and > 0 within the fitted range.
         start, stop: fit only ``norms[start:stop]`` (indices t, Python slice rules), e.g.
             ``stop=-1`` to leave out the last step, whose gradient does not pass a recurrence.
@@ -267,9 +267,9 @@ def decay_rate(norms: ArrayLike, start: int | None = None, stop: int | None = No
 
 def _time_axis(g: Tensor, name: str) -> int:
     if g.dim() == 2:
-        return 0  # (L, H)
+        return 0  # (T, H)
     if g.dim() >= 3:
-        return g.dim() - 3  # (..., L, N, H)
+        return g.dim() - 3  # (..., T, N, H)
     raise ValueError(
         f"gate_statistics: expected gate {name!r} with shape (L, H), (L, N, H) or (..., L, N, H), "
         f"got shape {tuple(g.shape)}"
@@ -284,10 +284,10 @@ def gate_statistics(
     Args:
         gates: gate name -> activations, e.g. one layer's entry of a
             :func:`companion.models.record_gates` record (``rec[""]``). Each tensor has shape
-            (L, H), (L, N, H) or (..., L, N, H) (leading dims such as layers × directions are
+            (T, H), (T, N, H) or (..., T, N, H) (leading dims such as layers × directions are
             pooled). σ gates ``i, f, o, r, z`` lie in [0, 1], tanh gates ``g, n`` in [-1, 1]; any
             other name is taken to be a σ gate. The states ``h`` and ``c`` are skipped.
-        mask: optional boolean tensor selecting time steps: (L,) for all sequences, or (L, N)
+        mask: optional boolean tensor selecting time steps: (T,) for all sequences, or (T, N)
             per sequence (for padded batches: ``True`` where the step is real). ``None`` keeps all.
 
     Returns:
@@ -312,7 +312,7 @@ def gate_statistics(
 
 
 def _check_record(gates: Any, mask: Any) -> None:
-    """A non-empty mapping of gates, and a boolean mask (L,) or (L, N) or None."""
+    """A non-empty mapping of gates, and a boolean mask (T,) or (T, N) or None."""
     if not isinstance(gates, Mapping):
         raise TypeError(
             f"gate_statistics: expected a dict of gate name -> Tensor, got {type(gates).__name__}"
@@ -356,7 +356,7 @@ def _gate_values(name: str, g: Any, mask: Tensor | None) -> Tensor:
                 f"gate_statistics: expected a mask of shape {allowed} for gate {name!r} of shape "
                 f"{tuple(g.shape)}, got {tuple(m.shape)}"
             )
-        # Trailing singleton dims make (L,) / (L, N) broadcast against (..., L, N, H).
+        # Trailing singleton dims make (T,) / (T, N) broadcast against (..., T, N, H).
         m = m.reshape(m.shape + (1,) * (g.dim() - time_axis - m.dim()))
         values = g[m.expand_as(g)]
     if values.numel() == 0:

@@ -273,10 +273,10 @@ def shard_batches(
 
     Args:
         batches: a re-iterable of batches (tuples of tensors, ``(x, y)`` or ``((x, lengths), y)``),
-            or one batch ``(x, y)``; e.g. ``lm_batches(ids, 32, 32)`` with x, y ``(N, L)``.
+            or one batch ``(x, y)``; e.g. ``lm_batches(ids, 32, 32)`` with x, y ``(N, T)``.
         rank, world_size: this process and the number of processes; default those of the
             initialised default process group, or 0 and 1 without one (the batches unchanged).
-        dim: the sample dimension of every tensor (0 batch-first; 1 for time-major ``(L, N, ...)``).
+        dim: the sample dimension of every tensor (0 batch-first; 1 for time-major ``(T, N, ...)``).
 
     Returns:
         A :class:`ShardedBatches` yielding, for a batch x ``(N, ...)``, x ``(N / W, ...)``.

@@ -80,7 +80,7 @@ __all__ = ["fuse", "FusedLayer", "lstm_sequence", "gru_sequence", "rnn_sequence"
 
 
 def _input_projection(x: Tensor, w_ih: Tensor, b: Tensor | None) -> Tensor:
-    """``x W_xᵀ + b`` for all L steps in one matrix product: (L, N, G·H), a new buffer."""
+    """``x W_xᵀ + b`` for all T steps in one matrix product: (T, N, G·H), a new buffer."""
     length, batch, _ = x.shape
     flat = x.reshape(length * batch, -1)
     xw = torch.mm(flat, w_ih.t()) if b is None else torch.addmm(b, flat, w_ih.t())
@@ -88,13 +88,13 @@ def _input_projection(x: Tensor, w_ih: Tensor, b: Tensor | None) -> Tensor:
 
 
 def _previous_states(h0: Tensor, out: Tensor) -> Tensor:
-    """h_{t-1} for t = 1..L: h_0 followed by the outputs but the last, (L, N, H)."""
+    """h_{t-1} for t = 1..T: h_0 followed by the outputs but the last, (T, N, H)."""
     return torch.cat([h0.unsqueeze(0), out[:-1]])
 
 
 def _weight_grads(ctx: Any, d_x: Tensor, x: Tensor, w_ih: Tensor) -> tuple[Any, Any, Any]:
     """The gradients on the input, ``W_x`` and its bias from the pre-activation gradients
-    ``d_x`` (L, N, G·H) of all steps: one matrix product each."""
+    ``d_x`` (T, N, G·H) of all steps: one matrix product each."""
     flat = d_x.view(-1, d_x.size(-1))
     dx = (flat @ w_ih).view(x.shape) if ctx.needs_input_grad[0] else None
     dw_ih = flat.t() @ x.reshape(-1, x.size(-1)) if ctx.needs_input_grad[1] else None
@@ -140,7 +140,7 @@ class _LSTMFunction(torch.autograd.Function):
         hidden = w_hh.size(1)
         i, f, g, o = gates.chunk(4, dim=-1)
         # The factors of (7)-(11) that do not depend on dh or dc, for all steps at once, in as
-        # few passes over the (L, N, 4H) buffers as possible: they are memory-bound.
+        # few passes over the (T, N, 4H) buffers as possible: they are memory-bound.
         o_dtanh_c = torch.addcmul(o, o * tanh_cs, tanh_cs, value=-1)  # (7) o ⊙ (1 − tanh²c)
         d_a = torch.addcmul(gates, gates, gates, value=-1)  # σ' = σ − σ² for i, f, o
         d_i, d_f, d_g, d_o = d_a.chunk(4, dim=-1)
@@ -275,12 +275,12 @@ def lstm_sequence(
     """One LSTM layer over a whole sequence, forward and backward by hand.
 
     Args:
-        x: (L, N, H_in). w_ih: (4H, H_in), w_hh: (4H, H), b_ih and b_hh: (4H,) or both None;
+        x: (T, N, H_in). w_ih: (4H, H_in), w_hh: (4H, H), b_ih and b_hh: (4H,) or both None;
             gate blocks i, f, g, o as in ``torch.nn.LSTM``.
         h0, c0: (N, H).
 
     Returns:
-        output (L, N, H), h_n (N, H), c_n (N, H).
+        output (T, N, H), h_n (N, H), c_n (N, H).
     """
     return _LSTMFunction.apply(x, w_ih, w_hh, folded_bias(b_ih, b_hh), h0, c0)
 
@@ -289,7 +289,7 @@ def gru_sequence(
     x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None, h0: Tensor
 ) -> tuple[Tensor, Tensor]:
     """One GRU layer over a whole sequence; shapes as :func:`lstm_sequence` with 3H rows
-    (r, z, n). Returns output (L, N, H) and h_n (N, H)."""
+    (r, z, n). Returns output (T, N, H) and h_n (N, H)."""
     return _GRUFunction.apply(x, w_ih, w_hh, b_ih, b_hh, h0)
 
 
@@ -303,7 +303,7 @@ def rnn_sequence(
     relu: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """One Elman RNN layer over a whole sequence; shapes as :func:`lstm_sequence` with H rows.
-    Returns output (L, N, H) and h_n (N, H)."""
+    Returns output (T, N, H) and h_n (N, H)."""
     return _RNNFunction.apply(x, w_ih, w_hh, folded_bias(b_ih, b_hh), h0, relu)
 
 
@@ -323,8 +323,8 @@ class FusedLayer(nn.Module):
     """A recurrent layer run by the hand-written Functions of this module.
 
     It holds the wrapped layer (``self.layer``) and uses its parameters, so training either
-    trains both. Inputs and outputs are those of the wrapped layer: ``input`` (L, N, H_in),
-    (N, L, H_in) with ``batch_first``, or unbatched (L, H_in); ``hx`` h_0 (num_layers, N, H), for
+    trains both. Inputs and outputs are those of the wrapped layer: ``input`` (T, N, H_in),
+    (N, T, H_in) with ``batch_first``, or unbatched (T, H_in); ``hx`` h_0 (num_layers, N, H), for
     the LSTM (h_0, c_0); returns ``(output, h_n)`` or ``(output, (h_n, c_n))``.
     """
 

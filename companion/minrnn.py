@@ -18,7 +18,7 @@ where products become sums and nothing under- or overflows over thousands of ste
 
 The log-space scan subtracts two running sums that grow with t, log A_t and the log-sum-exp
 (12.9): in float32 their rounding, about 6e-8 of |log A_t|, becomes the error of log h_t. At
-L = 16384 that is 1e-3 in the outputs and more than 100% in some gate gradients. The default
+T = 16384 that is 1e-3 in the outputs and more than 100% in some gate gradients. The default
 parallel form is therefore a chunked scan in linear space: every chunk of C steps runs (12.1)
 as a loop, all chunks at once, and the chunks' ends are joined by the same scan one level up.
 It only multiplies and adds, so it is as accurate as the loop at any length, and it is faster
@@ -80,17 +80,17 @@ def log_space_scan(log_a: Tensor, log_b: Tensor, log_h0: Tensor | None = None) -
     both of which PyTorch computes in O(log L) parallel depth.
 
     In float32 it loses accuracy with length: log h_t is the difference of two sums that grow
-    like t, so it carries their rounding (about 1e-3 relative in h at L = 16384, and worse in
+    like t, so it carries their rounding (about 1e-3 relative in h at T = 16384, and worse in
     the gradients). :func:`chunked_scan` has no such loss; this one is kept for chapter 12's
     comparison and for float64.
 
     Args:
-        log_a: (L, ...) log of the decay a_t, time first.
-        log_b: (L, ...) log of the input b_t, same shape.
+        log_a: (T, ...) log of the decay a_t, time first.
+        log_b: (T, ...) log of the input b_t, same shape.
         log_h0: (...) log of h_0 (h_0 > 0), or None for h_0 = 0.
 
     Returns:
-        (L, ...) the states h_1 ... h_L (not their logarithms).
+        (T, ...) the states h_1 ... h_T (not their logarithms).
     """
     if log_h0 is not None:  # h_0 enters as a b_0 with a_0 = 1
         log_a = torch.cat([torch.zeros_like(log_h0).unsqueeze(0), log_a])
@@ -117,21 +117,21 @@ def scan_dtype(x: Tensor) -> torch.dtype:
 def chunked_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, chunk: int = SCAN_CHUNK) -> Tensor:
     """All h_t of (12.1) h_t = a_t ⊙ h_{t-1} + b_t at once, as accurate as the loop in float32.
 
-    The L steps are cut into L/C chunks of C = ``chunk`` steps. One loop of C steps runs (12.1)
+    The T steps are cut into T/C chunks of C = ``chunk`` steps. One loop of C steps runs (12.1)
     inside every chunk at once, from h = 0, and keeps the chunk's running product of a_t. The
     state at each chunk's end then comes from the same scan over the chunks (a recurrence of
-    the same form, L/C long), and enters every step of the next chunk through those products.
+    the same form, T/C long), and enters every step of the next chunk through those products.
     Depth C·log_C(L), work O(L); nothing is subtracted, so the rounding does not grow with L.
     Any signs are allowed (h_0 need not be positive).
 
     Args:
-        a: (L, ...) the decay a_t, time first.
-        b: (L, ...) the input b_t, same shape.
+        a: (T, ...) the decay a_t, time first.
+        b: (T, ...) the input b_t, same shape.
         h0: (...) h_0, or None for zeros.
         chunk: C, the steps per chunk (>= 2).
 
     Returns:
-        (L, ...) the states h_1 ... h_L.
+        (T, ...) the states h_1 ... h_T.
     """
     check_int("chunked_scan", "chunk", chunk, minimum=2)
     if a.shape != b.shape or a.dim() == 0 or a.size(0) == 0:
@@ -152,7 +152,7 @@ def chunked_scan(a: Tensor, b: Tensor, h0: Tensor | None = None, chunk: int = SC
     if pad:
         a = torch.cat([a, a.new_ones((pad,) + a.shape[1:])])
         b = torch.cat([b, b.new_zeros((pad,) + b.shape[1:])])
-    a, b = a.unflatten(0, (-1, chunk)), b.unflatten(0, (-1, chunk))  # (L/C, C, ...)
+    a, b = a.unflatten(0, (-1, chunk)), b.unflatten(0, (-1, chunk))  # (T/C, C, ...)
     h, product = torch.zeros_like(b[:, 0]), torch.ones_like(a[:, 0])
     states, products = [], []
     for a_t, b_t in zip(a.unbind(1), b.unbind(1)):  # step t of every chunk at once
@@ -260,17 +260,17 @@ class _MinBase(nn.Module):
         return list(h0 if is_batched else h0.unsqueeze(1))
 
     def _sequential(self, xw: Tensor, h: Tensor | None) -> Tensor:
-        """One layer as a loop over time, the readable reference: (L, N, G·H) -> (L, N, H)."""
+        """One layer as a loop over time, the readable reference: (T, N, G·H) -> (T, N, H)."""
         raise NotImplementedError
 
     def _chunked(self, xw: Tensor, h: Tensor | None) -> Tensor:
-        """One layer as a chunked scan over time: (L, N, G·H) -> (L, N, H).
+        """One layer as a chunked scan over time: (T, N, G·H) -> (T, N, H).
 
         a_t and b_t are exp of their logarithms: σ(k) would carry its rounding near 1 into its
         gradient σ(k)(1 − σ(k)), 2e-4 relative at k = 8, where log σ(k) does not. They are
         formed and scanned in :func:`scan_dtype`: a float32 a_t = 1 − 3e-4 (a gate near 0)
         keeps only four digits of 1 − a_t, and that, summed over the gate's memory of
-        thousands of steps, is 1e-5 in h and 3e-5 in the gradients at L = 16384.
+        thousands of steps, is 1e-5 in h and 3e-5 in the gradients at T = 16384.
         """
         log_a, log_b = self._log_coefficients(xw)
         dtype = scan_dtype(xw)
@@ -279,7 +279,7 @@ class _MinBase(nn.Module):
         return h.to(xw.dtype)
 
     def _log_coefficients(self, xw: Tensor) -> tuple[Tensor, Tensor]:
-        """log a_t and log b_t of (12.1), each (L, N, H), from xw (L, N, G·H)."""
+        """log a_t and log b_t of (12.1), each (T, N, H), from xw (T, N, G·H)."""
         raise NotImplementedError
 
 
@@ -291,19 +291,19 @@ class MinGRU(_MinBase):
         hidden_size: H, the features of h_t.
         num_layers: stacked layers; layer k > 0 reads the outputs h_t of layer k-1.
         bias: whether to have the ``bias_l{k}`` parameters.
-        batch_first: input and output are (N, L, ·) instead of (L, N, ·); h0 and h_n are not.
+        batch_first: input and output are (N, T, ·) instead of (T, N, ·); h0 and h_n are not.
         mode: ``"parallel"``, a chunked scan over time (:func:`chunked_scan`), as accurate
             as the loop at any length; ``"sequential"``, a loop over time; or
             ``"log-space"``, the log-space scan (:func:`log_space_scan`) of the paper, kept
             for comparison: in float32 it loses accuracy with length (about 1e-3 in h and
-            far more in the gradients at L = 16384). All three compute the same function.
+            far more in the gradients at T = 16384). All three compute the same function.
         device, dtype: where and in which dtype to create the parameters.
 
     Shapes:
-        input: (L, N, H_in), (N, L, H_in) if batch_first, or (L, H_in) unbatched.
+        input: (T, N, H_in), (N, T, H_in) if batch_first, or (T, H_in) unbatched.
         h0: (num_layers, N, H), or (num_layers, H) unbatched; zeros if None. In log-space
             mode every entry must be > 0 (its logarithm is taken); a returned h_n always is.
-        returns: (output, h_n): output (L, N, H) in the input's layout, the last layer's h_t;
+        returns: (output, h_n): output (T, N, H) in the input's layout, the last layer's h_t;
             h_n (num_layers, N, H), the final h of every layer.
 
     Parameters of layer k: ``weight_l{k}`` (2H, H_in) for k = 0 else (2H, H), rows [W_z; W_h],

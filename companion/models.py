@@ -43,8 +43,8 @@ Everything starts uniform in [-1/√H, 1/√H].
 
 Shapes
 ------
-Layers take ``input`` (L, N, H_in), (N, L, H_in) with ``batch_first=True``, unbatched (L, H_in),
-or a ``PackedSequence``, and return ``output`` (L, N, D·H) in the input's layout (D = 2 if
+Layers take ``input`` (T, N, H_in), (N, T, H_in) with ``batch_first=True``, unbatched (T, H_in),
+or a ``PackedSequence``, and return ``output`` (T, N, D·H) in the input's layout (D = 2 if
 bidirectional else 1) and ``h_n`` (num_layers·D, N, H), for the LSTM ``(h_n, c_n)``. Cells take
 ``input`` (N, H_in) or (H_in,) and return h' (and c') of shape (N, H) or (H,). Missing initial
 states are zeros made with ``input.new_zeros``: on the input's device, in its dtype.
@@ -54,7 +54,7 @@ Speed
 The layers are plain Python loops over time, yet they stay within a small factor of PyTorch's
 fused kernels on a CPU because they
 
-1. compute the input part of every gate for all L steps in one matmul before the loop,
+1. compute the input part of every gate for all T steps in one matmul before the loop,
 2. compute the recurrent part of all gates in one matmul per step and split it with ``chunk``,
 3. walk the steps with ``xw.unbind(0)`` (indexing ``xw[t]`` in the loop made the backward pass
    2-3x slower: each slice's backward writes a full-size buffer), and
@@ -65,7 +65,7 @@ Gate recording
 >>> model = LSTM(3, 8)
 >>> with record_gates(model) as rec:
 ...     output, (h_n, c_n) = model(torch.randn(5, 2, 3))
->>> rec[""]["f"].shape  # (num_layers·D, L, N, H)
+>>> rec[""]["f"].shape  # (num_layers·D, T, N, H)
 torch.Size([1, 5, 2, 8])
 """
 
@@ -247,7 +247,7 @@ def _scan(
 
     Args:
         step: :func:`rnn_step`, :func:`lstm_step` or :func:`gru_step`.
-        xw: (L, N, G·H) the input part of the gates at every step.
+        xw: (T, N, G·H) the input part of the gates at every step.
         state: the initial state, a tuple of (N, H) tensors, h first.
         params: the step's remaining arguments (the recurrent weights).
         reverse: go from t = L-1 down to 0 (the backward direction of a bidirectional layer).
@@ -258,7 +258,7 @@ def _scan(
             of every step, in time order.
 
     Returns:
-        The outputs h_t of all steps in time order (L, N, H), and the final state.
+        The outputs h_t of all steps in time order (T, N, H), and the final state.
     """
     xw_steps = xw.unbind(0)  # all L views at once, see "Speed" in the module docstring
     times = range(len(xw_steps) - 1, -1, -1) if reverse else range(len(xw_steps))
@@ -557,7 +557,7 @@ class GRUCell(_CellBase):
 class _LayerBase(_Recurrent):
     """Parameters, checks, the loops over layers and directions, and gate recording."""
 
-    _record_time_dim = 1  # records are (num_layers·D, L, N, H)
+    _record_time_dim = 1  # records are (num_layers·D, T, N, H)
 
     def __init__(
         self,
@@ -677,14 +677,14 @@ class _LayerBase(_Recurrent):
         where = type(self).__name__
         layouts = {2: "(sum of lengths, H_in) in its data"}
         check_input(where, packed.data, layouts, self.input_size, self.weight_ih_l0)
-        x, lengths = pad_packed_sequence(packed)  # (L, N, H_in), in the caller's batch order
+        x, lengths = pad_packed_sequence(packed)  # (T, N, H_in), in the caller's batch order
         steps = torch.arange(x.size(0), device=x.device)
         masks = (steps[:, None] < lengths.to(x.device)[None, :]).unsqueeze(-1).unbind(0)
         output, state = self._run_layers(x, self._initial_state(hx, x, True), masks)
         return _pack_like(output, lengths, packed), self._as_hx(state)
 
     def _initial_state(self, hx: Any, x: Tensor, is_batched: bool) -> State:
-        """The initial states for time-major ``x`` (L, N, H_in), each (num_layers·D, N, H);
+        """The initial states for time-major ``x`` (T, N, H_in), each (num_layers·D, N, H);
         zeros if ``hx`` is None."""
         shape = (self.num_layers * self.num_directions, x.size(1), self.hidden_size)
         if hx is None:
@@ -706,8 +706,8 @@ class _LayerBase(_Recurrent):
     def _run_layers(
         self, x: Tensor, state: State, masks: Sequence[Tensor] | None
     ) -> tuple[Tensor, State]:
-        """All layers and directions over time-major ``x`` (L, N, H_in), from ``state`` (a tuple
-        of (num_layers·D, N, H)). Returns the last layer's outputs (L, N, D·H) and final state."""
+        """All layers and directions over time-major ``x`` (T, N, H_in), from ``state`` (a tuple
+        of (num_layers·D, N, H)). Returns the last layer's outputs (T, N, D·H) and final state."""
         recording = self._recording is not None
         # One state tuple per layer and direction.
         initial = list(zip(*(s.unbind(0) for s in state)))
@@ -745,15 +745,15 @@ class _LayerBase(_Recurrent):
         b_hh: Tensor | None,
         *scan_options: Any,
     ) -> tuple[Tensor, State]:
-        """One layer in one direction over ``x`` (L, N, H_in): outputs (L, N, H) and final state.
+        """One layer in one direction over ``x`` (T, N, H_in): outputs (T, N, H) and final state.
 
         ``scan_options`` (reverse, masks, record) go on to :func:`_scan`.
         """
-        xw = self._input_part(x, w_ih, b_ih, b_hh)  # (L, N, G·H): every step's input part at once
+        xw = self._input_part(x, w_ih, b_ih, b_hh)  # (T, N, G·H): every step's input part at once
         return _scan(self._step, xw, state, self._step_args(w_hh, b_hh), *scan_options)
 
     def _stack_records(self, records: list[list[State]]) -> dict[str, Tensor]:
-        """Per layer and direction, per step, a tuple of gates -> name: (num_layers·D, L, N, H)."""
+        """Per layer and direction, per step, a tuple of gates -> name: (num_layers·D, T, N, H)."""
         names = self._gate_names + self._state_names
         return {
             name: torch.stack([torch.stack([step[j] for step in steps]) for steps in records])
@@ -762,7 +762,7 @@ class _LayerBase(_Recurrent):
 
 
 def _pack_like(padded: Tensor, lengths: Tensor, like: PackedSequence) -> PackedSequence:
-    """Pack ``padded`` (L, N, *) (caller's batch order) with exactly the layout of ``like``, so
+    """Pack ``padded`` (T, N, *) (caller's batch order) with exactly the layout of ``like``, so
     that the output's rows line up with the input's (sorting anew could order ties differently)."""
     if like.sorted_indices is not None:
         padded = padded.index_select(1, like.sorted_indices)
@@ -780,16 +780,16 @@ class RNN(_ElmanStep, _LayerBase):
         num_layers: stacked layers; layer k > 0 reads the outputs of layer k-1.
         nonlinearity: ``"tanh"`` or ``"relu"``.
         bias: whether to have the ``bias_ih_l{k}`` and ``bias_hh_l{k}`` parameters.
-        batch_first: input and output are (N, L, ·) instead of (L, N, ·); the states are not.
+        batch_first: input and output are (N, T, ·) instead of (T, N, ·); the states are not.
         dropout: probability of dropout on the outputs of every layer but the last, in training.
         bidirectional: add a second direction that runs from the end of the sequence to its start.
         device, dtype: where and in which dtype to create the parameters.
 
     Shapes:
         D: 2 if bidirectional else 1 (the number of directions).
-        input: (L, N, H_in), (N, L, H_in) if batch_first, (L, H_in) unbatched, or PackedSequence.
+        input: (T, N, H_in), (N, T, H_in) if batch_first, (T, H_in) unbatched, or PackedSequence.
         hx: h_0 (num_layers·D, N, H), or (num_layers·D, H) unbatched; zeros if None.
-        returns: (output, h_n). output (L, N, D·H) in the input's layout (or a PackedSequence):
+        returns: (output, h_n). output (T, N, D·H) in the input's layout (or a PackedSequence):
             the last layer's h_t at every step, both directions side by side. h_n
             (num_layers·D, N, H): the final h of every layer and direction.
 
@@ -841,7 +841,7 @@ class LSTM(_LayerBase):
         hidden_size: H, the features of h_t and c_t.
         num_layers: stacked layers; layer k > 0 reads the outputs of layer k-1.
         bias: whether to have the ``bias_ih_l{k}`` and ``bias_hh_l{k}`` parameters.
-        batch_first: input and output are (N, L, ·) instead of (L, N, ·); the states are not.
+        batch_first: input and output are (N, T, ·) instead of (T, N, ·); the states are not.
         dropout: probability of dropout on the outputs of every layer but the last, in training.
         bidirectional: add a second direction that runs from the end of the sequence to its start.
         proj_size: must be 0; projections are not implemented (use ``torch.nn.LSTM``).
@@ -849,10 +849,10 @@ class LSTM(_LayerBase):
 
     Shapes:
         D: 2 if bidirectional else 1 (the number of directions).
-        input: (L, N, H_in), (N, L, H_in) if batch_first, (L, H_in) unbatched, or PackedSequence.
+        input: (T, N, H_in), (N, T, H_in) if batch_first, (T, H_in) unbatched, or PackedSequence.
         hx: a tuple (h_0, c_0), each (num_layers·D, N, H), or (num_layers·D, H) unbatched;
             zeros if None.
-        returns: (output, (h_n, c_n)). output (L, N, D·H) in the input's layout (or a
+        returns: (output, (h_n, c_n)). output (T, N, D·H) in the input's layout (or a
             PackedSequence): the last layer's h_t at every step, both directions side by side.
             h_n and c_n (num_layers·D, N, H): the final h and c of every layer and direction.
 
@@ -905,16 +905,16 @@ class GRU(_LayerBase):
         hidden_size: H, the features of h_t.
         num_layers: stacked layers; layer k > 0 reads the outputs of layer k-1.
         bias: whether to have the ``bias_ih_l{k}`` and ``bias_hh_l{k}`` parameters.
-        batch_first: input and output are (N, L, ·) instead of (L, N, ·); the states are not.
+        batch_first: input and output are (N, T, ·) instead of (T, N, ·); the states are not.
         dropout: probability of dropout on the outputs of every layer but the last, in training.
         bidirectional: add a second direction that runs from the end of the sequence to its start.
         device, dtype: where and in which dtype to create the parameters.
 
     Shapes:
         D: 2 if bidirectional else 1 (the number of directions).
-        input: (L, N, H_in), (N, L, H_in) if batch_first, (L, H_in) unbatched, or PackedSequence.
+        input: (T, N, H_in), (N, T, H_in) if batch_first, (T, H_in) unbatched, or PackedSequence.
         hx: h_0 (num_layers·D, N, H), or (num_layers·D, H) unbatched; zeros if None.
-        returns: (output, h_n). output (L, N, D·H) in the input's layout (or a PackedSequence):
+        returns: (output, h_n). output (T, N, D·H) in the input's layout (or a PackedSequence):
             the last layer's h_t at every step, both directions side by side. h_n
             (num_layers·D, N, H): the final h of every layer and direction.
 
@@ -977,7 +977,7 @@ def record_gates(module: nn.Module) -> Iterator[GateRecord]:
     module (``""`` for ``module`` itself, as in ``named_modules()``) to a dict from gate name to
     a detached tensor: LSTM ``i, f, g, o, h, c``; GRU ``r, z, n, h``; RNN ``h``. Shapes:
 
-    - layers: (num_layers·D, L, N, H), time-major even when ``batch_first=True``; N = 1 for
+    - layers: (num_layers·D, T, N, H), time-major even when ``batch_first=True``; N = 1 for
       unbatched input; several calls are joined along L. For packed input L is the longest
       length, and entries past a sequence's end are meaningless.
     - cells: (steps, N, H), one step per call.

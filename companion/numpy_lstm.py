@@ -5,7 +5,7 @@ code below cites the equation it implements. The tests check the result against 
 to about 1e-10 in float64, and against central differences.
 
 Shapes follow PyTorch: ``L`` steps, ``N`` sequences in a batch, ``I`` input features, ``H`` hidden
-units. Sequences are time-major, ``x`` is ``(L, N, I)``. A vector of the maths is a *row* of the
+units. Sequences are time-major, ``x`` is ``(T, N, I)``. A vector of the maths is a *row* of the
 code (``x_t`` is ``(N, I)``), so ``W x`` is written ``x @ W.T`` and ``Wᵀ d`` is written ``d @ W``.
 
 Parameters
@@ -388,7 +388,7 @@ class LSTMCache:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        """``(L, N, I, H)`` of the forward pass that filled this cache."""
+        """``(T, N, I, H)`` of the forward pass that filled this cache."""
         first = self.steps[0]
         return len(self.steps), first.x.shape[0], first.x.shape[1], first.h_prev.shape[1]
 
@@ -403,13 +403,13 @@ def lstm_forward(
 
     Args:
         params: see :func:`lstm_step_forward`.
-        x: inputs ``(L, N, I)``, time-major like ``torch.nn.LSTM``'s default.
+        x: inputs ``(T, N, I)``, time-major like ``torch.nn.LSTM``'s default.
         h0: initial hidden state ``(N, H)``; zeros if ``None``. (``torch.nn.LSTM``'s ``h_0`` is
             ``(1, N, H)``: pass ``h_0[0]``.)
         c0: initial cell state ``(N, H)``; zeros if ``None``.
 
     Returns:
-        ``hs (L, N, H)`` (``hs[t] = h_t``, like ``torch.nn.LSTM``'s output), ``(h_T, c_T)`` each
+        ``hs (T, N, H)`` (``hs[t] = h_t``, like ``torch.nn.LSTM``'s output), ``(h_T, c_T)`` each
         ``(N, H)``, and the :class:`LSTMCache` for :func:`lstm_backward`.
     """
     hidden, inputs = _check_params(params, "lstm_forward")
@@ -450,7 +450,7 @@ def lstm_backward(
     Args:
         params: the parameters :func:`lstm_forward` used.
         cache: from :func:`lstm_forward`.
-        dhs: ``(L, N, H)``, ``dhs[t] = ∂ℓ/∂hs[t]``, the direct gradient of the loss on each output;
+        dhs: ``(T, N, H)``, ``dhs[t] = ∂ℓ/∂hs[t]``, the direct gradient of the loss on each output;
             ``None`` means zero (a loss on the final state only, given by ``dh_T``/``dc_T``).
         dh_T: ``(N, H)``, gradient on the returned ``h_T`` (added to ``dhs[L-1]``, since
             ``h_T = hs[L-1]``); ``None`` means zero.
@@ -458,7 +458,7 @@ def lstm_backward(
         truncate: ``None`` for full BPTT, or ``k >= 1``: see below.
 
     Returns:
-        ``grads`` (same keys and shapes as the LSTM entries of ``params``), ``dx (L, N, I)``,
+        ``grads`` (same keys and shapes as the LSTM entries of ``params``), ``dx (T, N, I)``,
         ``dh0 (N, H)``, ``dc0 (N, H)`` (gradients on the initial state, also when it defaulted to
         zeros).
 
@@ -471,7 +471,7 @@ def lstm_backward(
     step 0 like ``x_0`` and receives the gradient, as ``dh0``/``dc0``. So ``truncate=1`` lets each
     step's loss see its own step only, and any ``truncate >= L`` is full BPTT (handled by the same
     single sweep as ``None``). Each step's loss gets its own window (Williams and Peng's BPTT(h),
-    Sutskever's TBPTT(k1=1, k2=k)), which costs O(L·k) step backwards instead of O(L): clear and
+    Sutskever's TBPTT(k1=1, k2=k)), which costs O(T·k) step backwards instead of O(T): clear and
     exact, but meant for teaching. Training code usually splits the sequence into chunks and
     detaches the state between them, which truncates at chunk boundaries instead.
     """
@@ -639,7 +639,7 @@ def gradient_check(
 ) -> float:
     """Compare :func:`lstm_backward` with central differences on a random linear loss.
 
-    The loss ``ℓ = Σ A ⊙ hs + Σ B ⊙ h_T + Σ C ⊙ c_T`` with fixed random ``A (L, N, H)``,
+    The loss ``ℓ = Σ A ⊙ hs + Σ B ⊙ h_T + Σ C ⊙ c_T`` with fixed random ``A (T, N, H)``,
     ``B, C (N, H)`` makes ``dhs = A``, ``dh_T = B``, ``dc_T = C``, so every input of
     :func:`lstm_backward` is exercised. Checked: every LSTM parameter and ``x``, ``h0``, ``c0`` (the
     gradient on a zero initial state when they are ``None``). Everything is copied to float64
@@ -647,7 +647,7 @@ def gradient_check(
 
     Args:
         params: LSTM parameters (extra keys ignored).
-        x: ``(L, N, I)``; keep it small, the check costs 2 forward passes per entry.
+        x: ``(T, N, I)``; keep it small, the check costs 2 forward passes per entry.
         h0, c0: ``(N, H)`` or ``None``.
         seed: seed of the random loss weights.
         eps: finite-difference half step.
@@ -805,7 +805,7 @@ class NumpyLSTMRegressor:
         return h_T @ self.params["head_weight"].T + self.params["head_bias"], h_T, cache
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Predictions ``(N, O)`` for inputs ``x (L, N, I)``, from zero initial state."""
+        """Predictions ``(N, O)`` for inputs ``x (T, N, I)``, from zero initial state."""
         return self._forward(x)[0]
 
     def loss_and_grads(
@@ -814,7 +814,7 @@ class NumpyLSTMRegressor:
         """Mean squared error and its gradient on every parameter.
 
         Args:
-            x: inputs ``(L, N, I)``.
+            x: inputs ``(T, N, I)``.
             y: targets ``(N, O)``.
             truncate: passed to :func:`lstm_backward`. The only loss is at the last step, so
                 ``truncate=k`` means the error reaches the last ``k`` inputs only.

@@ -337,7 +337,7 @@ def plot_grad_norms(
     """Vanishing-gradient curves ‖∂𝓛/∂h_t‖, one per model.
 
     Args:
-        norms: name -> curve (L,) indexed by t, as returned by
+        norms: name -> curve (T,) indexed by t, as returned by
             :func:`companion.diagnostics.hidden_grad_norms`.
         log: a logarithmic y axis (geometric decay becomes a straight line).
         ax: the Axes to draw on; a new figure when None.
@@ -433,7 +433,7 @@ def plot_gate_heatmap(
     """Gate activations over time as heat maps, one row per gate.
 
     Args:
-        gates: gate name -> activations of one sequence, shape (L, H), e.g.
+        gates: gate name -> activations of one sequence, shape (T, H), e.g.
             ``{k: v[0, :, 0] for k, v in rec[""].items()}`` for layer 0, sample 0 of a
             :func:`companion.models.record_gates` record. σ gates (i, f, o, r, z) are drawn on
             [0, 1], tanh gates (g, n) and h on [-1, 1], anything else (c) symmetric about 0.

@@ -163,13 +163,13 @@ class SLSTM(nn.Module):
     Args:
         input_size, hidden_size, bias, stabilised, device, dtype: as :class:`SLSTMCell`.
         num_layers: stacked layers; layer k > 0 reads the outputs h_t of layer k-1.
-        batch_first: input and output are (N, L, ·) instead of (L, N, ·); states are not.
+        batch_first: input and output are (N, T, ·) instead of (T, N, ·); states are not.
 
     Shapes:
-        input: (L, N, H_in), (N, L, H_in) if batch_first, or (L, H_in) unbatched.
+        input: (T, N, H_in), (N, T, H_in) if batch_first, or (T, H_in) unbatched.
         state: ``(h, c, n, m)``, each (num_layers, N, H) (or (num_layers, H) unbatched);
             zeros if None.
-        returns: (output, (h_n, c_n, n_n, m_n)): output (L, N, H) in the input's layout, the
+        returns: (output, (h_n, c_n, n_n, m_n)): output (T, N, H) in the input's layout, the
             last layer's h_t; the final states, each (num_layers, N, H).
 
     Parameters of layer k: ``cells.{k}.weight_ih``, ``cells.{k}.weight_hh``, ``cells.{k}.bias``

@@ -869,14 +869,14 @@ def predict(
         model: as in :func:`fit`. If it returns a tuple (``nn.LSTM`` returns
             ``(output, (h_n, c_n))``, a stateful model ``(prediction, state)``), its first element
             is the prediction.
-        x_or_data: one input tensor, e.g. ``(N, L, H_in)``, or an iterable of batches, each ``x``,
+        x_or_data: one input tensor, e.g. ``(N, T, H_in)``, or an iterable of batches, each ``x``,
             ``(x,)`` (a ``DataLoader`` over ``TensorDataset(x)``) or ``(x, y)`` whose ``y`` is
             ignored. A tuple/list batch of two or more elements follows :func:`fit`'s rule (last
             element is the target), so inputs such as ``(padded, lengths)`` come as
             ``((padded, lengths),)`` or ``((padded, lengths), y)``.
         device: as in :func:`fit`.
         stateful: carry the (detached) state from batch to batch, starting from ``None``.
-        dim: the dimension to concatenate batches along (``1`` for time-major ``(L, N, ...)``).
+        dim: the dimension to concatenate batches along (``1`` for time-major ``(T, N, ...)``).
 
     Returns:
         The predictions of all batches concatenated along ``dim``, on the CPU.
