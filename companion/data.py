@@ -353,81 +353,20 @@ def load_sunspots() -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 
 #: Neutral words the synthetic reviews are made of; none carries sentiment.
-FILLER_WORDS: tuple[str, ...] = (
-    "the",
-    "a",
-    "an",
-    "this",
-    "that",
-    "movie",
-    "film",
-    "plot",
-    "story",
-    "scene",
-    "actor",
-    "actress",
-    "director",
-    "camera",
-    "music",
-    "ending",
-    "character",
-    "cast",
-    "script",
-    "screen",
-    "was",
-    "is",
-    "it",
-    "and",
-    "of",
-    "in",
-    "on",
-    "with",
-    "about",
-    "then",
-    "after",
-    "before",
-    "some",
-    "many",
-    "one",
-    "two",
-    "night",
-    "city",
-    "house",
-    "car",
-    "friend",
-    "family",
-    "time",
-    "year",
-    "we",
-    "they",
-    "he",
-    "she",
-    "saw",
-    "watched",
+FILLER_WORDS: tuple[str, ...] = tuple(
+    """the a an this that movie film plot story scene actor actress director camera music ending
+    character cast script screen was is it and of in on with about then after before some many
+    one two night city house car friend family time year we they he she saw watched""".split()
 )
 
 #: Words that make a synthetic review positive (label 1).
-POSITIVE_WORDS: tuple[str, ...] = (
-    "good",
-    "great",
-    "excellent",
-    "wonderful",
-    "superb",
-    "brilliant",
-    "delightful",
-    "enjoyable",
+POSITIVE_WORDS: tuple[str, ...] = tuple(
+    "good great excellent wonderful superb brilliant delightful enjoyable".split()
 )
 
 #: Words that make a synthetic review negative (label 0).
-NEGATIVE_WORDS: tuple[str, ...] = (
-    "bad",
-    "awful",
-    "terrible",
-    "boring",
-    "dull",
-    "poor",
-    "dreadful",
-    "tedious",
+NEGATIVE_WORDS: tuple[str, ...] = tuple(
+    "bad awful terrible boring dull poor dreadful tedious".split()
 )
 
 

@@ -494,12 +494,8 @@ def lstm_backward(
     _check_shape("lstm_backward", "dhs", dhs, "(L, N, H)", (steps, batch, hidden))
     dh_T = _state_or_zeros("lstm_backward", "dh_T", dh_T, (batch, hidden), dtype)
     dc_T = _state_or_zeros("lstm_backward", "dc_T", dc_T, (batch, hidden), dtype)
-    if truncate is not None and (
-        isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1
-    ):
-        raise ValueError(
-            f"lstm_backward: expected truncate to be None or an integer >= 1, got {truncate!r}"
-        )
+    if truncate is not None:
+        truncate = check_int("lstm_backward", "truncate", truncate)
 
     if truncate is None or truncate >= steps:
         return _bptt_full(params, cache, dhs, dh_T, dc_T)

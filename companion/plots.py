@@ -23,6 +23,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from companion._checks import check_int
 from companion.models import SIGMOID_GATES, TANH_GATES
 
 __all__ = [
@@ -112,8 +113,7 @@ def sequential_colors(n: int, cmap: str = SEQUENTIAL_CMAP) -> list[str]:
     Returns:
         ``n`` hex colour strings, lightest first.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"sequential_colors: expected a positive int n, got {n!r}")
+    n = check_int("sequential_colors", "n", n)
     colormap = plt.get_cmap(cmap)
     positions = [0.95] if n == 1 else np.linspace(0.35, 0.95, int(n))
     return [to_hex(colormap(float(p))) for p in positions]
