@@ -9,9 +9,10 @@ One module per idea, each named for it, all in one flat package:
   by hand); and :mod:`companion.init`, the initialisations for long memory they share;
 - data: :mod:`companion.data` (every data set, offline) and :mod:`companion.download` (a file
   fetched whole and checked, or nothing); :mod:`companion.book` (the book's stored files);
-- training: :mod:`companion.train` (``fit``, ``evaluate``, ``predict``), :mod:`companion.history`
-  (what ``fit`` records), :mod:`companion.checkpoints`, :mod:`companion.distributed`, and
-  :mod:`companion.sweep` (the process pool and CSV of the sweep scripts);
+- training: :mod:`companion.train` (``fit``, ``evaluate``, ``predict``), :mod:`companion.batches`
+  (how a batch reaches the model), :mod:`companion.history` (what ``fit`` records),
+  :mod:`companion.checkpoints`, :mod:`companion.distributed`, and :mod:`companion.sweep` (the
+  process pool and CSV of the sweep scripts);
 - looking at results: :mod:`companion.diagnostics`, :mod:`companion.plots`,
   :mod:`companion.benchmark` (chapter 11's results file);
 - :mod:`companion.device` (device, seeds) and :mod:`companion.safe_globals` (weights-only

@@ -14,20 +14,7 @@ backpropagation through time with a carried state (``stateful=True``), closure o
 L-BFGS, and a loud failure, with the weights untouched, when the loss or a gradient is not finite.
 Checkpoints live in :mod:`companion.checkpoints`; ``save_checkpoint`` and ``load_checkpoint`` are
 importable from here too.
-
-Batches
--------
-``train_data`` / ``val_data`` are any *re-iterable* of batches (a ``DataLoader``, a list). A batch
-is a tuple or list whose **last element is the target** ``y`` and whose other elements are the
-model's inputs:
-
-- ``(x, y)`` calls ``model(x)``;
-- ``(padded, lengths, y)`` or ``((padded, lengths), y)`` calls ``model(padded, lengths)``.
-
-A single batch of tensors such as ``(x, y)`` may be passed instead of an iterable (full-batch
-training, as chapter 7 does with L-BFGS). Every tensor of a batch is moved to the device with
-:func:`to_device`, lengths included: ``pack_padded_sequence`` wants its lengths on the CPU, so a
-model that receives lengths calls ``lengths.cpu()`` itself (cheap: they are ``N`` integers).
+How a batch reaches the model (the last element is the target) is :mod:`companion.batches`.
 """
 
 from __future__ import annotations
@@ -52,6 +39,7 @@ from tqdm import tqdm
 from companion import distributed
 from companion._autocast import amp_setup, autocast
 from companion._checks import check_int, describe
+from companion.batches import as_batches, batch_size, detach_state, split_batch, to_device
 from companion.checkpoints import load_checkpoint, save_checkpoint
 from companion.device import model_device
 from companion.history import History
@@ -78,118 +66,12 @@ DeviceLike = Union[str, torch.device, None]
 # --------------------------------------------------------------------------------------------------
 
 
-def to_device(obj: Any, device: DeviceLike) -> Any:
-    """Move every tensor inside ``obj`` (a tensor, ``PackedSequence``, or a tuple, list or dict
-    nesting them) to ``device``; anything else is returned unchanged.
-
-    All tensors move, lengths included; see the module docstring for packed sequences.
-    """
-    device = torch.device(device) if device is not None else None
-    if device is None:
-        return obj
-    if isinstance(obj, Tensor):
-        # non_blocking only host -> GPU: a GPU -> host copy must finish before the CPU reads it.
-        return obj.to(device, non_blocking=device.type == "cuda" and obj.device.type == "cpu")
-    if isinstance(obj, PackedSequence):
-        return obj.to(device)  # keeps batch_sizes on the CPU, as torch requires
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
-        return type(obj)(*(to_device(o, device) for o in obj))
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(to_device(o, device) for o in obj)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    return obj
-
-
-def detach_state(state: Any) -> Any:
-    """Cut the autograd history of a recurrent state, keeping its values.
-
-    Truncated BPTT carries the last state of one chunk into the next; detaching it stops the
-    backward pass at the chunk boundary instead of running back to the start of the sequence.
-
-    Args:
-        state: ``None``, a tensor such as ``h`` of shape ``(num_layers, N, H)``, or a tuple, list
-            or dict of them such as an LSTM's ``(h, c)``.
-
-    Returns:
-        The same structure with every tensor detached (``None`` stays ``None``).
-    """
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return state.detach()
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(detach_state(s) for s in state))
-    if isinstance(state, (tuple, list)):
-        return type(state)(detach_state(s) for s in state)
-    if isinstance(state, dict):
-        return {k: detach_state(v) for k, v in state.items()}
-    raise TypeError(
-        f"detach_state: expected a tensor, a tuple/list/dict of tensors or None, "
-        f"got {type(state).__name__}"
-    )
-
-
 def _resolve_device(model: nn.Module, device: DeviceLike) -> torch.device:
     if device is None:
         return model_device(model)
     device = torch.device(device)
     model.to(device)
     return device
-
-
-def _as_batches(data: Any, where: str, name: str, epochs: int = 1) -> Iterable[Any]:
-    if data is None:
-        raise TypeError(f"{where}: expected {name} to be an iterable of (x, y) batches, got None")
-    # A tuple/list of tensors cannot be a list of batches (a batch is a pair), so it is one batch.
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) >= 2
-        and all(isinstance(d, Tensor) for d in data)
-    ):
-        return [data]
-    if isinstance(data, Tensor):
-        raise TypeError(
-            f"{where}: expected {name} to be (x, y) or an iterable of (x, y) batches, "
-            f"got {describe(data)} (where is the target?)"
-        )
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"{where}: expected {name} to be an iterable of (x, y) batches, got {describe(data)}"
-        )
-    if epochs > 1 and isinstance(data, Iterator):
-        raise TypeError(
-            f"{where}: expected {name} to be re-iterable (a list or DataLoader), got "
-            f"an iterator ({type(data).__name__}), which the first epoch would exhaust"
-        )
-    return data
-
-
-def _split_batch(batch: Any, where: str) -> tuple[tuple[Any, ...], Any]:
-    """``(x1, ..., xk, y)`` -> ``((x1, ..., xk), y)``; ``((x1, ..., xk), y)`` likewise."""
-    if not isinstance(batch, (tuple, list)) or isinstance(batch, PackedSequence) or len(batch) < 2:
-        raise TypeError(
-            f"{where}: expected each batch to be (x, y) or (x1, ..., xk, y), got {describe(batch)}"
-        )
-    *inputs, target = batch
-    if (
-        len(inputs) == 1
-        and isinstance(inputs[0], (tuple, list))
-        and not isinstance(inputs[0], PackedSequence)
-    ):
-        inputs = list(inputs[0])
-    return tuple(inputs), target
-
-
-def _batch_size(y: Any) -> int:
-    """Number of samples in a target, to weight per-batch means: its first dimension."""
-    if isinstance(y, PackedSequence):
-        return int(y.batch_sizes[0])
-    if isinstance(y, Tensor):
-        return int(y.shape[0]) if y.ndim > 0 else 1
-    if isinstance(y, (tuple, list)) and y:
-        return _batch_size(y[0])
-    return 1
 
 
 def _add_note(err: BaseException, note: str) -> None:
@@ -547,9 +429,9 @@ def _train_epoch(
     # Epochs and batches are counted from 1 in every message, as in History and the progress bar.
     for index, batch in enumerate(train_data, start=1):
         cursor.batch = index
-        inputs, y = _split_batch(batch, "fit")
+        inputs, y = split_batch(batch, "fit")
         inputs, y = to_device(inputs, run.device), to_device(y, run.device)
-        n = _batch_size(y)
+        n = batch_size(y)
         with _short_batch_hint(run.stateful, n, previous, index, "fit"):
             value, pred, new_state, norm = _train_step(
                 run, inputs, y, state, f"epoch {epoch}, batch {index}"
@@ -715,9 +597,9 @@ def _check_data(
     train_data: Any, val_data: Any, epochs: int
 ) -> tuple[Iterable[Any], Iterable[Any] | None]:
     """Both data sets as re-iterables of batches, each holding at least one batch."""
-    train_data = _as_batches(train_data, "fit", "train_data", epochs)
+    train_data = as_batches(train_data, "fit", "train_data", epochs)
     if val_data is not None:
-        val_data = _as_batches(val_data, "fit", "val_data", epochs)
+        val_data = as_batches(val_data, "fit", "val_data", epochs)
         _check_not_empty(val_data, "val_data")
     if epochs:
         _check_not_empty(train_data, "train_data")
@@ -809,7 +691,7 @@ def evaluate(
     """
     where = "evaluate"
     metrics = _check_metrics(metrics, where)
-    batches = _as_batches(data, where, "data")
+    batches = as_batches(data, where, "data")
     device = _resolve_device(model, device)
     was_training = model.training
     model.eval()
@@ -819,9 +701,9 @@ def evaluate(
         with torch.no_grad():
             state, previous = None, None
             for index, batch in enumerate(batches):
-                inputs, y = _split_batch(batch, where)
+                inputs, y = split_batch(batch, where)
                 inputs, y = to_device(inputs, device), to_device(y, device)
-                n = _batch_size(y)
+                n = batch_size(y)
                 with _short_batch_hint(stateful, n, previous, index, where):
                     pred, new_state = _forward(model, inputs, state, stateful, where)
                 previous = n
@@ -851,7 +733,7 @@ def _predict_inputs(batch: Any) -> tuple[Any, ...]:
             return tuple(only)
         return (only,)
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return _split_batch(batch, "predict")[0]
+        return split_batch(batch, "predict")[0]
     raise TypeError(f"predict: expected each batch to be x, (x,) or (x, y), got {describe(batch)}")
 
 
