@@ -32,18 +32,28 @@ def check_int(where: str, name: str, value: Any, minimum: int = 1) -> int:
     return value
 
 
-def check_real(where: str, name: str, value: Any) -> float:
-    """``value`` as a finite ``float``, or a ``TypeError``/``ValueError`` naming ``where`` and
-    ``name``. Any real number (``int``, ``float``, ``numpy.float32``, ...) is accepted; ``bool``
-    is refused, as in :func:`check_int`, and so are NaN and the infinities."""
+def check_real(
+    where: str,
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    rule: str = "a finite number",
+) -> float:
+    """``value`` as a finite ``float`` in [low, high] ((low, high] with ``low_open``), or an
+    error naming ``where`` and ``name``: a ``TypeError`` for what is not a real number (``bool``
+    is refused, as in :func:`check_int`), a ``ValueError`` for NaN, infinities and values out
+    of bounds. ``rule`` says what is expected, e.g. ``"a positive number or None"``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{where}: expected a real number {name}, got {type(value).__name__} {value!r}"
-        )
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where}: expected a finite {name}, got {value!r}")
-    return value
+        got = f"{type(value).__name__} {value!r}"
+        raise TypeError(f"{where}: expected {name} to be {rule}, got {got}")
+    number = float(value)
+    above = low is None or (number > low if low_open else number >= low)
+    if not (math.isfinite(number) and above and (high is None or number <= high)):
+        raise ValueError(f"{where}: expected {name} to be {rule}, got {value!r}")
+    return number
 
 
 def describe(obj: Any) -> str:

@@ -32,7 +32,6 @@ import hashlib
 import importlib.resources
 import io
 import math
-import numbers
 import os
 import re
 import shutil
@@ -46,7 +45,7 @@ from typing import Callable, Iterable, Iterator, Sequence, Union
 import numpy as np
 import torch
 
-from companion._checks import check_int
+from companion._checks import check_int, check_real
 from companion.download import digests, fetch, file_digest, folder_lock, safe_extract
 
 __all__ = [
@@ -211,10 +210,8 @@ def sine_waves(
     where = "sine_waves"
     n = check_int(where, "n (number of waves)", n, 1)
     length = check_int(where, "length", length, 1)
-    if isinstance(period, bool) or not isinstance(period, numbers.Real) or not period > 0:
-        raise ValueError(f"{where}: expected a positive period (steps per cycle), got {period!r}")
-    if not math.isfinite(period):
-        raise ValueError(f"{where}: expected a finite period, got {period!r}")
+    # Checked, not converted: the waves are computed from the period as given.
+    check_real(where, "period", period, low=0, low_open=True, rule="a positive period (steps)")
     generator = _torch_generator(seed, where)
     reach = max(1, int(round(4 * period)))
     shifts = torch.randint(-reach, reach, (n, 1), generator=generator, dtype=torch.float64)

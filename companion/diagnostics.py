@@ -16,7 +16,6 @@ Nothing here moves tensors to a hard-coded device: work happens on the device of
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from companion._checks import check_real
 from companion.models import SIGMOID_GATES, STATE_NAMES, TANH_GATES
 
 __all__ = [
@@ -202,13 +202,7 @@ def scale_to_spectral_radius(W: ArrayLike, rho: float) -> Tensor | np.ndarray:
         ValueError: if W is not square, or its spectral radius is 0 (zero or nilpotent matrix),
             which no scale factor can change.
     """
-    if (
-        isinstance(rho, bool)
-        or not isinstance(rho, (int, float))
-        or not math.isfinite(rho)
-        or rho < 0
-    ):
-        raise ValueError(f"scale_to_spectral_radius: expected a finite rho >= 0, got {rho!r}")
+    check_real("scale_to_spectral_radius", "rho", rho, low=0, rule="a finite number >= 0")
     current = spectral_radius(W)
     if current == 0.0:
         raise ValueError(

@@ -579,6 +579,7 @@ class _LayerBase(_Recurrent):
         bias = check_bool(where, "bias", bias)
         batch_first = check_bool(where, "batch_first", batch_first)
         bidirectional = check_bool(where, "bidirectional", bidirectional, int_ok=True)
+        # torch.nn's own rule and error (a ValueError for a non-number too), not check_real's.
         is_number = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
         if not is_number or not 0 <= dropout <= 1:
             raise ValueError(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import os
 import signal
 import sys
@@ -38,7 +37,7 @@ from tqdm import tqdm
 
 from companion import distributed
 from companion._autocast import amp_setup, autocast
-from companion._checks import check_int, describe
+from companion._checks import check_int, check_real, describe
 from companion.batches import as_batches, batch_size, detach_state, split_batch, to_device
 from companion.checkpoints import load_checkpoint, save_checkpoint
 from companion.device import model_device
@@ -195,13 +194,8 @@ class _Run:
 def _check_clip(clip_grad_norm: Any) -> float | None:
     if clip_grad_norm is None:
         return None
-    is_number = isinstance(clip_grad_norm, numbers.Real) and not isinstance(clip_grad_norm, bool)
-    if not is_number or not math.isfinite(clip_grad_norm) or clip_grad_norm <= 0:
-        raise ValueError(
-            f"fit: expected clip_grad_norm to be a positive number or None, got "
-            f"{type(clip_grad_norm).__name__} {clip_grad_norm!r}"
-        )
-    return float(clip_grad_norm)
+    rule = "a positive number or None"
+    return check_real("fit", "clip_grad_norm", clip_grad_norm, low=0, low_open=True, rule=rule)
 
 
 _NOTHING = object()  # what next() returns from an iterator with no batch
