@@ -10,8 +10,9 @@ the last two steps, so that every sweep of the book runs them the same way:
   at ``max_epochs``, or when the loss stops being finite. It says which of the three happened.
 - :func:`choose_learning_rate` scores every rate of a grid with a function the caller gives
   (usually: train on a tuning seed, return the best validation loss) and returns the lowest.
-- :func:`at_best` runs a whole sweep that way, in parallel processes: every arm on the tuning
-  seed at every rate, then every compared seed at the rate chosen for its arm.
+- :func:`at_best` runs a whole sweep that way, in parallel processes
+  (`companion.sweep.run_all`): every arm on the tuning seed at every rate, then every compared
+  seed at the rate chosen for its arm.
 
 The rate is chosen on validation data and on a tuning seed of its own, never on the test data
 or on the seeds whose scores the chapter compares.
@@ -21,15 +22,15 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from companion.train import History, fit
+from companion.history import History
+from companion.sweep import run_all
+from companion.train import fit
 
 __all__ = ["STOP_REASONS", "Stopped", "at_best", "choose_learning_rate", "fit_until_plateau"]
 
@@ -170,28 +171,25 @@ def at_best(
     """
     if tune_seed in seeds:
         raise ValueError(f"at_best: expected a tuning seed outside {list(seeds)}, got {tune_seed}")
-    start = time.perf_counter()
 
-    def collect(pool, keys):
-        futures = {key: pool.submit(run, *key[0], *key[1]) for key in keys}
-        out = {}
-        for key, future in futures.items():
-            out[key] = future.result()
-            wall = time.perf_counter() - start
-            print(f"{describe(out[key][1])} ({wall:.0f} s wall so far)", flush=True)
-        return out
+    def line(_run, result):
+        return describe(result[1])
 
     def val_loss(row):
         return float(row.get("val_mse", row.get("val_loss")))
 
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        tuned = collect(pool, [(arm, (tune_seed, lr)) for arm in arms for lr in grid])
-        tuning = {(arm, lr): tuned[(arm, (tune_seed, lr))] for arm in arms for lr in grid}
-        chosen = {}
-        for arm in arms:
-            chosen[arm], _ = choose_learning_rate(
-                grid, lambda lr, a=arm: val_loss(tuning[a, lr][1])
-            )
-            print(f"{' '.join(map(str, arm))}: learning rate {chosen[arm]:g} chosen", flush=True)
-        done = collect(pool, [(arm, (seed, chosen[arm])) for arm in arms for seed in seeds])
-    return tuning, chosen, {(arm, key[0]): value for (arm, key), value in done.items()}
+    tune = [(*arm, tune_seed, lr) for arm in arms for lr in grid]
+    tuned = run_all(run, tune, jobs=jobs, describe=line)
+    tuning = {(arm, lr): tuned[(*arm, tune_seed, lr)] for arm in arms for lr in grid}
+    chosen = {}
+    for arm in arms:
+        score = lambda lr, a=arm: val_loss(tuning[a, lr][1])  # noqa: E731
+        chosen[arm], _ = choose_learning_rate(grid, score)
+        print(f"{' '.join(map(str, arm))}: learning rate {chosen[arm]:g} chosen", flush=True)
+    compare = [(*arm, seed, chosen[arm]) for arm in arms for seed in seeds]
+    done = run_all(run, compare, jobs=jobs, describe=line)
+    return (
+        tuning,
+        chosen,
+        {(arm, seed): done[(*arm, seed, chosen[arm])] for arm in arms for seed in seeds},
+    )

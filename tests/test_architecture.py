@@ -43,6 +43,9 @@ ALLOWED: dict[str, set[str]] = {
     "sweep": {"_checks"},
     "diagnostics": {"_checks", "models"},
     "benchmark": {"plots"},
+    "selection": {"history", "sweep", "train"},
+    "paired": set(),
+    "ngram": set(),
 }
 
 
