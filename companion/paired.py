@@ -29,11 +29,9 @@ __all__ = ["Paired", "bootstrap_difference", "diebold_mariano", "mcnemar"]
 class Paired(NamedTuple):
     """A paired comparison of model a against model b.
 
-    Attributes:
-        difference: mean of a's score minus b's (McNemar: a's accuracy minus b's).
-        low, high: a 95% interval of the difference (McNemar and Diebold-Mariano: NaN).
-        p: the two-sided p-value of "no difference" (bootstrap: NaN).
-        n: the number of paired examples.
+    ``difference`` is the mean of a's score minus b's (McNemar: a's accuracy minus b's); ``low``
+    and ``high`` a 95% interval of it (McNemar and Diebold-Mariano: NaN); ``p`` the two-sided
+    p-value of "no difference" (bootstrap: NaN); ``n`` the number of paired examples.
     """
 
     difference: float

@@ -43,12 +43,10 @@ STOP_REASONS = ("plateau", "budget", "diverged")
 class Stopped:
     """How a :func:`fit_until_plateau` run ended.
 
-    Attributes:
-        history: one record per epoch trained (companion's :class:`History`).
-        best_epoch: the epoch (counted from 1) whose weights the model holds at the end; 0 when
-            no epoch finished.
-        best_val_loss: its validation loss (``inf`` when no epoch finished).
-        reason: one of :data:`STOP_REASONS`.
+    ``history`` holds one record per epoch trained (companion's :class:`History`); ``best_epoch``
+    is the epoch (counted from 1) whose weights the model holds at the end, 0 when no epoch
+    finished; ``best_val_loss`` its validation loss (``inf`` when no epoch finished); ``reason``
+    one of :data:`STOP_REASONS`.
     """
 
     history: History
