@@ -5,6 +5,11 @@ name it has no dependencies and holds the es5 folder of npm's mathjax-full as th
 `mathjax`. Only what tex-mml-chtml.js loads is copied: the component, its TeX extensions
 (\\boldsymbol is autoloaded), the CHTML fonts, and the menu and accessibility parts it loads
 lazily when a reader asks for them.
+
+It also keeps Sphinx from breaking display maths that carries its own \\tag: Sphinx wraps any
+multi-line display (one with \\\\) in \\begin{split}, where MathJax refuses a \\tag ("\\tag not
+allowed in split environment"), so such an equation ($$ \\begin{aligned} ... \\end{aligned}
+\\tag{4.1} $$) is passed to MathJax as written.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import shutil
 from importlib.resources import files
 from pathlib import Path
 
+from docutils import nodes
 from sphinx.errors import ExtensionError
 
 COMPONENT = "tex-mml-chtml.js"
@@ -51,7 +57,19 @@ def _copy(app, exc):
             shutil.copyfile(source, destination)
 
 
+def _keep_tagged_displays_unwrapped(app, doctree, docname):
+    for node in doctree.findall(nodes.math_block):
+        latex = node.astext()
+        if node.get("nowrap") or node.get("number") or "\n\n" in latex.strip():
+            continue
+        if "\\tag" in latex and "\\\\" in latex:
+            start, end = app.config.mathjax_display
+            node["nowrap"] = True
+            node.children = [nodes.Text(f"{start}{latex}{end}")]
+
+
 def setup(app):
     app.connect("config-inited", _use_local_path, priority=900)
+    app.connect("doctree-resolved", _keep_tagged_displays_unwrapped)
     app.connect("build-finished", _copy)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -7,7 +7,9 @@
 2. Silent fallbacks. Sphinx keeps the English text, without a warning, when a translation does not
    parse to the node it replaces: MyST reads a heading translated as "1. ..." or a paragraph
    starting "- " as a list. WarnUnappliedTranslations turns each such case into a warning, so the
-   strict build (-W) fails on it.
+   strict build (-W) fails on it. It also counts a message the catalogue keeps verbatim (display
+   maths, a table cell of code) as translated, which Sphinx does not, so that a page's
+   translation progress (the banner of book/_ext/edition_switch.py) reaches 100%.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def _catalogue(transform: SphinxTransform) -> dict[str, str]:
 
 
 class WarnUnappliedTranslations(SphinxTransform):
-    default_priority = 21  # right after sphinx.transforms.i18n.Locale (20)
+    # After sphinx.transforms.i18n.Locale (20), before TranslationProgressTotaliser (25).
+    default_priority = 21
 
     def apply(self, **kwargs) -> None:
         from sphinx.builders.gettext import MessageCatalogBuilder
@@ -50,7 +53,9 @@ class WarnUnappliedTranslations(SphinxTransform):
         catalogue = _catalogue(self)
         for node, msg in extract_messages(self.document):
             translation = catalogue.get(msg)
-            if translation and translation != msg and not node.get("translated"):
+            if translation == msg:
+                node["translated"] = True  # kept verbatim on purpose (maths, code): translated
+            elif translation and not node.get("translated"):
                 logger.warning(
                     "translation not applied (does it start like a list or heading? escape it, "
                     "e.g. '1\\. ...'): %r",
