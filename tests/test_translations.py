@@ -109,6 +109,7 @@ def test_pending_lists_only_unfinished_pages():
         ("As {cite:t}`cho2014gru` showed.", "{cite:t}`cho2014gr`가 보였듯이."),
         ("The state $h_t$ here.", "여기서 상태 $h_{t}$."),
         ("$$\nh_t = o_t\n$$", "$$\nh_t = o_t \\odot\n$$"),
+        ("\nh_t = o_t \\tag{3.1}\n", "\nh_t = o_t \\tag{3.2}\n"),
         ("Call `fit()` once.", "`fit`을 한 번 호출합니다."),
         ("See [the notation](notation.md).", "[표기법](glossary.md)을 보세요."),
         ("1. Recurrent networks", "1. 순환 신경망"),
@@ -135,6 +136,7 @@ def test_the_lint_passes_good_translations():
 
 def test_prefill_rule_keeps_only_messages_without_words():
     assert catalogues.needs_no_translation("$$\nh_t = o_t \\odot \\tanh(c_t)\n$$")
+    assert catalogues.needs_no_translation("\n\\bar g = \\frac{1}{W} \\sum_r g_r \\tag{13.2}\n")
     assert catalogues.needs_no_translation("`companion.device`")
     assert catalogues.needs_no_translation("(10.1)-(10.6)")
     assert not catalogues.needs_no_translation("`fit()` with progress bars")

@@ -72,8 +72,15 @@ def progress(path: Path) -> tuple[int, int, int]:
     return translated, fuzzy, len(entries)
 
 
+def is_display_maths(msgid: str) -> bool:
+    """A display equation ($$ ... $$, {math}): its message is the LaTeX between newlines."""
+    return msgid.startswith("\n")
+
+
 def needs_no_translation(msgid: str) -> bool:
     """Display maths, code, numbers: a message with no words outside its maths, code and roles."""
+    if is_display_maths(msgid):
+        return True
     rest = DISPLAY_MATHS.sub("", msgid)
     rest = ROLE.sub("", MATHS.sub("", CODE.sub("", rest)))
     return re.search(r"[A-Za-z]{2,}", rest) is None
@@ -120,6 +127,8 @@ def role_targets(text: str) -> Counter:
 def lint(msgid: str, msgstr: str) -> list[str]:
     """What a translation changed that it must keep: roles and their targets, maths, code, links;
     and a start that MyST would read as a list or heading (Sphinx then silently keeps English)."""
+    if is_display_maths(msgid):
+        return [] if msgstr == msgid else ["display maths must be copied unchanged"]
     found = []
     if role_targets(msgid) != role_targets(msgstr):
         english, translated = sorted(role_targets(msgid)), sorted(role_targets(msgstr))
