@@ -30,6 +30,8 @@ UNTRANSLATED = ("book/api/",)
 
 
 def build(language: str, builder: str, out: Path, doctrees: Path, strict: bool = False) -> None:
+    """One Sphinx build. Every page is written even when few were read: a translated part caption
+    (in the root page's catalogue) changes the sidebar of every page."""
     from jupyter_book.sphinx import build_sphinx
 
     result = build_sphinx(
@@ -44,6 +46,7 @@ def build(language: str, builder: str, out: Path, doctrees: Path, strict: bool =
         },
         doctreedir=doctrees,
         builder=builder,
+        force_all=True,
         freshenv=strict,
         warningiserror=strict,
         keep_going=strict,
