@@ -141,3 +141,34 @@ def test_prefill_rule_keeps_only_messages_without_words():
     assert catalogues.needs_no_translation("(10.1)-(10.6)")
     assert not catalogues.needs_no_translation("`fit()` with progress bars")
     assert not catalogues.needs_no_translation("Summary")
+
+
+def test_the_sync_check_catches_an_english_edit_without_a_catalogue_refresh(tmp_path):
+    """editions.py check compares the templates of the current English with the catalogues: an
+    edited paragraph, a new page and a removed page must each be reported."""
+    page = "book/intro"
+    english = polib.pofile(str(PAGES[page]))
+    pot = polib.POFile()
+    pot.metadata = english.metadata
+    for e in english:
+        if not e.obsolete:
+            pot.append(polib.POEntry(msgid=e.msgid, msgstr=""))
+    pots = tmp_path / "gettext"
+    (pots / "book").mkdir(parents=True)
+    for other in PAGES:  # every other page as it is now
+        if other != page:
+            (pots / f"{other}.pot").write_text(PAGES[other].read_text())
+    pot.save(str(pots / f"{page}.pot"))
+    assert catalogues.out_of_step(pots, LANGUAGE) == []
+
+    pot[-1].msgid += " (edited)"
+    pot.save(str(pots / f"{page}.pot"))
+    problems = catalogues.out_of_step(pots, LANGUAGE)
+    assert any("not in the catalogue" in p for p in problems), problems
+    assert any("no longer in the English" in p for p in problems), problems
+
+    (pots / "book" / "99_new_chapter.pot").write_text("")
+    (pots / "book" / "bibliography.pot").unlink()
+    problems = catalogues.out_of_step(pots, LANGUAGE)
+    assert any("99_new_chapter: no catalogue" in p for p in problems), problems
+    assert any("bibliography: catalogue of a page no longer" in p for p in problems), problems
