@@ -2,8 +2,10 @@
 
 The English edition is the site root (_build/html), the Korean one the folder ko/ inside it
 (_build/html/ko). The links are relative, so they work from a web server and from file:// alike,
-offline. On a Korean page that is not fully translated the banner also says how much of it is
-(Sphinx counts the translated and untranslated messages of each page). The extension also adds
+offline. On a Korean page that is not fully translated the banner also says how much of it is:
+the share of the page's catalogue messages that are translated and not fuzzy, the measure of
+tests/test_translations.py (Sphinx's own per-page count also counts nodes that later transforms
+drop, such as sphinx-exercise's titles, and never reaches 100%). The extension also adds
 book/_static (the editions' CSS) and translates the book's title, which is configuration rather
 than content, from the root page's heading.
 """
@@ -33,13 +35,25 @@ def other_edition_links(lang: str, pagename: str) -> list[str]:
     return links
 
 
-def progress_note(progress: dict | None) -> str:
+def catalogue_progress(app, pagename: str) -> tuple[int, int] | None:
+    """(translated, total) messages of the page's catalogue; None when the page has none."""
+    for folder in app.config.locale_dirs:
+        po = Path(app.srcdir, folder, app.config.language, "LC_MESSAGES", f"{pagename}.po")
+        if po.is_file():
+            with po.open("rb") as f:
+                messages = [m for m in read_po(f) if m.id]
+            return sum(bool(m.string) and not m.fuzzy for m in messages), len(messages)
+    return None
+
+
+def progress_note(progress: tuple[int, int] | None) -> str:
     """What a Korean page says of its own translation: nothing when it is complete."""
-    if not progress or not progress.get("total"):
+    if progress is None or not progress[1]:
         return "이 페이지는 영어 원문으로만 제공됩니다."
-    if progress["translated"] >= progress["total"]:
+    translated, total = progress
+    if translated >= total:
         return ""
-    share = 100 * progress["translated"] // progress["total"]
+    share = 100 * translated // total
     return f"이 페이지는 {share}% 번역되었습니다. 번역되지 않은 문단은 영어 원문으로 보입니다."
 
 
@@ -49,7 +63,7 @@ def _banner(app, pagename, templatename, context, doctree):
         return
     text = " · ".join(other_edition_links(lang, pagename))
     if lang != "en" and doctree is not None:
-        note = progress_note(doctree.get("translation_progress"))
+        note = progress_note(catalogue_progress(app, pagename))
         if note:
             text += f' <span class="translation-progress">— {note}</span>'
     context["theme_announcement"] = text

@@ -7,10 +7,8 @@
 2. Silent fallbacks. Sphinx keeps the English text, without a warning, when a translation does not
    parse to the node it replaces: MyST reads a heading translated as "1. ..." or a paragraph
    starting "- " as a list. WarnUnappliedTranslations turns each such case into a warning, so the
-   strict build (-W) fails on it. It also counts a message the catalogue keeps verbatim (display
-   maths, a table cell of code) as translated, which Sphinx does not, and leaves the labels that
-   sphinx-exercise translates itself ("Exercise", "Solution to") out of the count, so that a fully
-   translated page's progress (the banner of book/_ext/edition_switch.py) reaches 100%.
+   strict build (-W) fails on it. It also marks a message the catalogue keeps verbatim (display
+   maths, a table cell of code) as translated, which Sphinx does not.
 """
 
 from __future__ import annotations
@@ -54,9 +52,7 @@ class WarnUnappliedTranslations(SphinxTransform):
         catalogue = _catalogue(self)
         for node, msg in extract_messages(self.document):
             translation = catalogue.get(msg)
-            if translation is None and type(node).__module__.startswith("sphinx_exercise"):
-                node.attributes.pop("translated", None)  # its label: sphinx-exercise translates it
-            elif translation == msg:
+            if translation == msg:
                 node["translated"] = True  # kept verbatim on purpose (maths, code): translated
             elif translation and not node.get("translated"):
                 logger.warning(
