@@ -21,6 +21,7 @@ DISPLAY_MATHS = re.compile(r"\$\$(.+?)\$\$", re.S)
 CODE = re.compile(r"`([^`]+)`")
 LINK = re.compile(r"\]\(([^)]*)\)")
 BLOCK = re.compile(r"^(\d+\.|[-*+]|#{1,6}|>)\s")
+GLOSSARY = "book/glossary"
 
 
 def messages_dir(language: str) -> Path:
@@ -103,7 +104,7 @@ def prefill(language: str) -> int:
                 continue
             if needs_no_translation(e.msgid):
                 e.msgstr = e.msgid
-            elif e.msgid in known:
+            elif e.msgid in known and page != GLOSSARY:  # its terms read "Korean (English)"
                 e.msgstr = known[e.msgid]
             else:
                 continue
