@@ -125,13 +125,14 @@ translations: $(STAMP)
 	$(BIN)/python book/_ext/editions.py update
 
 # Both editions in headless Chromium, with MathJax served by the site itself (the pinned pip package
-# django-static-mathjax) and every request that leaves it refused; Chromium from Debian's packages.
+# django-static-mathjax) and every request that leaves it refused; Chromium (and a Korean font, for
+# legible screenshots) from Debian's packages.
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
 
 test-site: $(STAMP) $(CHROMIUM)
 	test -f _build/html/ko/index.html || $(MAKE) book
