@@ -43,7 +43,7 @@ its recompilation at L=100 and 200; with inductor's on-disk cache disabled, so c
 ``--compile-cache``), ``--repeats N``, ``--warmup N``, ``--tf32``, ``--out PATH``, ``--csv PATH``.
 
 About ``torch.compile`` on a recurrent layer: Dynamo unrolls the Python loop over time, so the
-graph (and its compile time) grows with the sequence length L, and every new L compiles a new
+graph (and its compile time) grows with the sequence length T, and every new L compiles a new
 graph, up to ``torch._dynamo.config.recompile_limit`` lengths, after which the layer runs
 eagerly. ``companion.fused`` compiles nothing, so it has nothing to recompile.
 """
@@ -51,7 +51,6 @@ eagerly. ``companion.fused`` compiles nothing, so it has nothing to recompile.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import os
@@ -66,8 +65,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from variants import DEVICES, KINDS, CharLM, build_layer, precision_scope
 
-from companion import fused, models
 from companion.benchmark import (
     BASELINE,
     BF16,
@@ -89,20 +88,6 @@ from companion.benchmark import (
 )
 from companion.device import device_name, pick_device
 
-KINDS = ("LSTM", "GRU", "RNN")
-#: Gate blocks per kind: rows of weight_ih are G·H.
-GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
-#: Variants and where they can run. Compiled ones need ``--compile``.
-DEVICES: dict[str, tuple[str, ...]] = {
-    "torch.nn": ("cpu", "cuda", "mps"),
-    "companion": ("cpu", "cuda", "mps"),
-    "bare": ("cpu", "cuda", "mps"),
-    "companion+fused": ("cpu", "cuda", "mps"),
-    "naive": ("cpu", "cuda", "mps"),
-    "companion+compile": ("cpu", "cuda"),
-    "companion+cudagraphs": ("cuda",),
-    "companion+compile-ro": ("cuda",),
-}
 COMPILED = ("companion+compile", "companion+compile-ro")
 #: Variants timed at every shape; "naive" joins them on the batch grid only.
 MAIN = ("torch.nn", "companion", "bare", "companion+fused")
@@ -181,191 +166,12 @@ def make_plan(
     raise ValueError(f"make_plan: expected preset 'full', 'quick' or 'tiny', got {preset!r}")
 
 
-# ------------------------------------------------------------------------------------------------
-# The variants
-# ------------------------------------------------------------------------------------------------
-
-
-def _gate_names(kind: str) -> tuple[str, ...]:
-    return models.GATE_NAMES[kind.lower()] or ("h",)  # the RNN's one block is named after h
-
-
-class NaiveLayer(nn.Module):
-    """A one-layer RNN/LSTM/GRU written gate by gate, as chapter 11 writes it first.
-
-    Every gate has its own ``W_x*`` (H, H_in) and ``W_h*`` (H, H) and makes two matmuls per step
-    (eight per step for the LSTM), and the loop reads ``x[t]``. Built from a ``torch.nn`` or
-    companion layer's weights, it computes the same function; bias per gate
-    ``b_* = b_x* + b_h*`` except the GRU's candidate, which keeps ``b_xn`` and ``b_hn`` apart as
-    equation (5.3) needs.
-
-    Input (L, N, H_in); returns ``(output (L, N, H), state)`` like ``torch.nn``'s layers.
-    """
-
-    def __init__(self, kind: str, source: nn.Module) -> None:
-        super().__init__()
-        if kind not in GATES:
-            raise ValueError(f"NaiveLayer: expected kind in {tuple(GATES)}, got {kind!r}")
-        if source.num_layers != 1 or source.bidirectional or source.batch_first or not source.bias:
-            raise ValueError(
-                "NaiveLayer: expected a one-layer, one-direction, time-major layer with biases"
-            )
-        self.kind = kind
-        self.hidden_size = hidden = source.hidden_size
-        w_ih, w_hh = source.weight_ih_l0.detach(), source.weight_hh_l0.detach()
-        b_ih, b_hh = source.bias_ih_l0.detach(), source.bias_hh_l0.detach()
-        for k, name in enumerate(_gate_names(kind)):
-            rows = slice(k * hidden, (k + 1) * hidden)
-            self.register_parameter(f"W_x{name}", nn.Parameter(w_ih[rows].clone()))
-            self.register_parameter(f"W_h{name}", nn.Parameter(w_hh[rows].clone()))
-            if kind == "GRU" and name == "n":
-                self.b_xn = nn.Parameter(b_ih[rows].clone())
-                self.b_hn = nn.Parameter(b_hh[rows].clone())
-            else:
-                self.register_parameter(f"b_{name}", nn.Parameter(b_ih[rows] + b_hh[rows]))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Any]:
-        h = x.new_zeros(x.size(1), self.hidden_size)
-        c = torch.zeros_like(h)
-        outputs = []
-        for t in range(x.size(0)):
-            if self.kind == "LSTM":
-                i = torch.sigmoid(x[t] @ self.W_xi.T + h @ self.W_hi.T + self.b_i)
-                f = torch.sigmoid(x[t] @ self.W_xf.T + h @ self.W_hf.T + self.b_f)
-                g = torch.tanh(x[t] @ self.W_xg.T + h @ self.W_hg.T + self.b_g)
-                o = torch.sigmoid(x[t] @ self.W_xo.T + h @ self.W_ho.T + self.b_o)
-                c = f * c + i * g
-                h = o * torch.tanh(c)
-            elif self.kind == "GRU":
-                r = torch.sigmoid(x[t] @ self.W_xr.T + h @ self.W_hr.T + self.b_r)
-                z = torch.sigmoid(x[t] @ self.W_xz.T + h @ self.W_hz.T + self.b_z)
-                n = torch.tanh(x[t] @ self.W_xn.T + self.b_xn + r * (h @ self.W_hn.T + self.b_hn))
-                h = (1 - z) * n + z * h
-            else:
-                h = torch.tanh(x[t] @ self.W_xh.T + h @ self.W_hh.T + self.b_h)
-            outputs.append(h)
-        state = (h[None], c[None]) if self.kind == "LSTM" else h[None]
-        return torch.stack(outputs), state
-
-
-class BareLayer(nn.Module):
-    """The operations ``companion.models`` makes for one layer, and nothing else.
-
-    The input projection of all steps in one product, then per step one ``addmm``, ``chunk``
-    and the gates' element-wise operations, exactly as ``lstm_step``, ``gru_step`` and
-    ``rnn_step`` make them, written inline in one loop: no step function, no state tuples, no
-    checks, no recording. Its time is the floor for the readable layer's design: what the
-    operations themselves cost, dispatched one by one and recorded by autograd.
-
-    Input (L, N, H_in); returns ``(output (L, N, H), h_n)`` (the LSTM's c_n is left out).
-    """
-
-    def __init__(self, kind: str, source: nn.Module) -> None:
-        super().__init__()
-        self.kind = kind
-        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-            self.register_parameter(
-                name, nn.Parameter(getattr(source, f"{name}_l0").detach().clone())
-            )
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        w_hh_T = self.weight_hh.T
-        b = self.bias_ih if self.kind == "GRU" else self.bias_ih + self.bias_hh
-        xw = (x @ self.weight_ih.T + b).unbind(0)
-        h = x.new_zeros(x.size(1), self.weight_hh.size(1))
-        c = torch.zeros_like(h)
-        outputs = []
-        for xw_t in xw:
-            if self.kind == "LSTM":
-                i, f, g, o = torch.addmm(xw_t, h, w_hh_T).chunk(4, dim=-1)
-                i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-                c = f * c + i * g
-                h = o * torch.tanh(c)
-            elif self.kind == "GRU":
-                h_r, h_z, h_n = torch.addmm(self.bias_hh, h, w_hh_T).chunk(3, dim=-1)
-                x_r, x_z, x_n = xw_t.chunk(3, dim=-1)
-                r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-                n = torch.tanh(x_n + r * h_n)
-                h = torch.lerp(n, h, z)
-            else:
-                h = torch.tanh(torch.addmm(xw_t, h, w_hh_T))
-            outputs.append(h)
-        return torch.stack(outputs), h
-
-
-class _OutputOnly(nn.Module):
-    """A layer that returns only its output (L, N, H): what CUDA-graph capture and the timing
-    loops need."""
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.layer(x)[0]
-
-
-def _autocast(device: torch.device, precision: str, cache_enabled: bool = True):
-    if precision == FLOAT32:
-        return contextlib.nullcontext()
-    if precision == BF16:
-        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
-    raise ValueError(f"expected precision {FLOAT32!r} or {BF16!r}, got {precision!r}")
-
-
 def _sync(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     if device.type == "mps":
         return torch.mps.synchronize
     return lambda: None
-
-
-def build_layer(
-    variant: str,
-    kind: str,
-    reference: nn.Module,
-    sample: Tensor,
-    precision: str = FLOAT32,
-    compile_backend: str = "inductor",
-) -> nn.Module:
-    """A module computing ``reference``'s function as ``variant`` does; it returns the output only.
-
-    Args:
-        variant: a key of :data:`DEVICES`.
-        kind: "RNN", "LSTM" or "GRU".
-        reference: the ``torch.nn`` layer whose weights every variant copies (on the device).
-        sample: an input like the ones to come (L, N, H_in); CUDA-graph capture replays its
-            shape and its ``requires_grad``.
-        precision: ``"float32"`` or ``"bf16-autocast"`` (matters for CUDA-graph capture).
-        compile_backend: ``torch.compile``'s backend; the tests use "eager" to skip inductor.
-    """
-    if variant == BASELINE:
-        return _OutputOnly(reference)
-    if variant == "naive":
-        return _OutputOnly(NaiveLayer(kind, reference))
-    if variant == "bare":
-        return _OutputOnly(BareLayer(kind, reference))
-    ours = getattr(models, kind)(reference.input_size, reference.hidden_size).to(sample.device)
-    ours.load_state_dict(reference.state_dict())
-    layer = _OutputOnly(ours)
-    if variant == "companion":
-        return layer
-    if variant == "companion+fused":
-        return _OutputOnly(fused.fuse(ours))
-    # torch.compile refuses a mode together with a backend other than its default
-    backend = {} if compile_backend == "inductor" else {"backend": compile_backend}
-    if variant == "companion+compile":
-        return torch.compile(layer, **backend)
-    if variant == "companion+compile-ro":
-        return torch.compile(layer, mode="reduce-overhead", **backend)
-    if variant == "companion+cudagraphs":
-        if sample.device.type != "cuda":
-            raise RuntimeError("companion+cudagraphs: CUDA graphs need a CUDA device")
-        # Capture under the same autocast as the replays; autocast's weight cache must be off.
-        with _autocast(sample.device, precision, cache_enabled=False):
-            return torch.cuda.make_graphed_callables(layer, (sample,))
-    raise ValueError(f"build_layer: expected a variant in {tuple(DEVICES)}, got {variant!r}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -404,7 +210,7 @@ def _forward_backward(
             p.grad = None
         if mark_step:  # cudagraph trees: a new iteration, the previous outputs may be overwritten
             torch.compiler.cudagraph_mark_step_begin()
-        with _autocast(device, precision):
+        with precision_scope(device, precision):
             out = layer(x)
         out.float().sum().backward()
         return out.detach()
@@ -417,18 +223,54 @@ def _summary(samples: Sequence[tuple[float, float]]) -> dict[str, Any]:
     return summarize([w for w, _ in samples], [c for _, c in samples])
 
 
-def _pairs(device: torch.device, variants: Sequence[str]) -> list[tuple[str, str]]:
+def pairs(device: torch.device, variants: Sequence[str]) -> list[tuple[str, str]]:
     """(variant, precision) pairs to time on ``device``: float32, and on CUDA bfloat16 too."""
-    pairs = [(v, FLOAT32) for v in variants if device.type in DEVICES[v]]
+    found = [(v, FLOAT32) for v in variants if device.type in DEVICES[v]]
     if device.type == "cuda":
-        pairs += [(v, BF16) for v, _ in list(pairs) if v in BF16_VARIANTS]
-    return pairs
+        found += [(v, BF16) for v, _ in list(found) if v in BF16_VARIANTS]
+    return found
 
 
 def _graph_count() -> int:
     from torch._dynamo.utils import counters
 
     return int(counters["stats"]["unique_graphs"])
+
+
+def _first_call(run: Callable[[], Any], sync: Callable[[], None]) -> tuple[Any, float]:
+    """``run()``'s result and how long the call took, in ms: the first call compiles, captures
+    or warms caches, so the timed repeats leave it out."""
+    sync()
+    start = time.perf_counter()
+    out = run()
+    sync()
+    return out, _sig((time.perf_counter() - start) * 1e3)
+
+
+def _skip_reason(err: Exception) -> str:
+    """Why a variant was skipped, in one line: the error's type and first line."""
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def _training_step(
+    model: nn.Module, batch: tuple[Tensor, Tensor], device: torch.device, precision: str, mark: bool
+) -> Callable[[], None]:
+    """One Adam step of the char-LM on ``batch`` (ids x (N, T), next ids y (N, T)):
+    forward under ``precision``, cross-entropy, backward. ``mark`` starts a CUDA-graph step."""
+    x, y = batch
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        if mark:
+            torch.compiler.cudagraph_mark_step_begin()
+        with precision_scope(device, precision):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+        loss.backward()
+        optimizer.step()
+
+    return step
 
 
 def bench_forward_backward(
@@ -444,7 +286,7 @@ def bench_forward_backward(
 ) -> tuple[list[dict], dict[str, nn.Module]]:
     """Time forward+backward of every (variant, precision) at one shape, interleaved.
 
-    Returns the rows (one per pair, ``ratio_to_torch`` filled in later by :func:`_add_ratios`)
+    Returns the rows (one per pair, ``ratio_to_torch`` filled in later by :func:`add_ratios`)
     and the layers by variant name, for :func:`probe_recompilation`.
     """
     if any(variant in COMPILED for variant, _ in variants):
@@ -472,11 +314,7 @@ def bench_forward_backward(
             layer = build_layer(variant, kind, reference, x, precision, compile_backend)
             run = _forward_backward(layer, x, device, precision, variant == "companion+compile-ro")
             graphs = _graph_count()
-            sync()
-            start = time.perf_counter()
-            out = run()  # the first call: compiles, captures or warms caches
-            sync()
-            row["first_call_ms"] = _sig((time.perf_counter() - start) * 1e3)
+            out, row["first_call_ms"] = _first_call(run, sync)  # compiles, captures, warms
             row["graphs_compiled"] = _graph_count() - graphs
             layers[variant] = layer
             out = out.float()
@@ -485,7 +323,7 @@ def bench_forward_backward(
             row["max_abs_diff"] = _sig(float((out - expected).abs().max()), 3)
             runners[key] = run
         except Exception as err:  # a variant that cannot run here must not stop the others
-            row["skipped"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            row["skipped"] = _skip_reason(err)
             log(f"  {kind} {shape.label()} {variant} {precision}: skipped ({row['skipped']})")
             if os.environ.get("BENCH_DEBUG"):
                 traceback.print_exc()
@@ -539,24 +377,6 @@ def probe_recompilation(
     return probe
 
 
-class CharLM(nn.Module):
-    """A character-level language model: embedding, one recurrent layer, linear read-out.
-
-    ``layer`` maps (L, N, E) to (L, N, H) (an :class:`_OutputOnly` or a graphed one). Input ids
-    (N, L) -> logits (N, L, V).
-    """
-
-    def __init__(self, layer: nn.Module, vocab: int, embedding: int, hidden: int) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(vocab, embedding)
-        self.layer = layer
-        self.head = nn.Linear(hidden, vocab)
-
-    def forward(self, ids: Tensor) -> Tensor:
-        e = self.embedding(ids.t())  # time-major inside, as the layers expect
-        return self.head(self.layer(e)).transpose(0, 1)
-
-
 def bench_training(
     kind: str,
     device: torch.device,
@@ -598,26 +418,12 @@ def bench_training(
             torch.manual_seed(1)  # the same embedding and read-out for every variant
             layer = build_layer(variant, kind, reference, sample, precision, compile_backend)
             model = CharLM(layer, vocab, emb, hidden).to(device)
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
             mark = variant == "companion+compile-ro"
-
-            def step(model=model, optimizer=optimizer, precision=precision, mark=mark) -> None:
-                optimizer.zero_grad(set_to_none=True)
-                if mark:
-                    torch.compiler.cudagraph_mark_step_begin()
-                with _autocast(device, precision):
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float().reshape(-1, vocab), y.reshape(-1))
-                loss.backward()
-                optimizer.step()
-
-            start = time.perf_counter()
-            step()
-            sync()
-            row["first_call_ms"] = _sig((time.perf_counter() - start) * 1e3)
+            step = _training_step(model, (x, y), device, precision, mark)
+            _, row["first_call_ms"] = _first_call(step, sync)
             runners[key] = step
         except Exception as err:
-            row["skipped"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            row["skipped"] = _skip_reason(err)
             log(f"  train {kind} {variant} {precision}: skipped ({row['skipped']})")
     times = time_interleaved(runners, repeats, warmup, sync)
     for key, t in times.items():
@@ -628,7 +434,7 @@ def bench_training(
     return list(rows.values())
 
 
-def _add_ratios(rows: list[dict], keys: Sequence[str]) -> None:
+def add_ratios(rows: list[dict], keys: Sequence[str]) -> None:
     """``ratio_to_torch``: median time over ``torch.nn``'s at the same shape and precision."""
     base = {
         tuple(r[k] for k in keys) + (r["precision"],): r["median_ms"]
@@ -679,13 +485,13 @@ def _jobs(
     jobs = []
     for kind in plan.kinds:
         for shape in plan.goal_shapes:
-            jobs.append((kind, shape, "goal", _pairs(device, main)))
+            jobs.append((kind, shape, "goal", pairs(device, main)))
         for shape in plan.floor_shapes:
-            jobs.append((kind, shape, "floor", _pairs(device, MAIN)))
+            jobs.append((kind, shape, "floor", pairs(device, MAIN)))
         if compile:
             variants = ("torch.nn", "companion", "companion+compile")
-            jobs.append((kind, plan.compile_shape, "compile", _pairs(device, variants)))
-    jobs += [("LSTM", s, "grid", _pairs(device, GRID)) for s in plan.grid_shapes]
+            jobs.append((kind, plan.compile_shape, "compile", pairs(device, variants)))
+    jobs += [("LSTM", s, "grid", pairs(device, GRID)) for s in plan.grid_shapes]
     return jobs
 
 
@@ -747,14 +553,14 @@ def _measure(
                     f"  {variant} at L={probe['lengths']}: graphs compiled "
                     f"{probe['graphs_compiled']}, first calls {probe['first_call_s']} s"
                 )
-    _add_ratios(fb, ("group", "kind", "batch", "length", "input_size", "hidden_size"))
+    add_ratios(fb, ("group", "kind", "batch", "length", "input_size", "hidden_size"))
     for kind in plan.train_kinds:
         log(f"training {kind} char-LM {plan.train}")
         results["training"].extend(
             bench_training(
                 kind,
                 device,
-                _pairs(device, TRAIN),
+                pairs(device, TRAIN),
                 plan.train,
                 plan.repeats,
                 plan.warmup,
@@ -762,7 +568,7 @@ def _measure(
                 log,
             )
         )
-    _add_ratios(results["training"], ("kind",))
+    add_ratios(results["training"], ("kind",))
     results["goals"] = goal_report(results)
 
 
@@ -818,7 +624,7 @@ def _write_csv(results: Mapping[str, Any], path: str | os.PathLike) -> None:
             )
 
 
-def _out_path(
+def out_path(
     out: str | None, device: torch.device, threads: int | None, several: bool, preset: str
 ) -> Path | None:
     """Where one run's JSON goes: ``--out`` (with ``_t<threads>`` before the suffix when there
@@ -857,7 +663,8 @@ def _report(results: Mapping[str, Any]) -> None:
     print(conditions_report(results))
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict]:
+def _parser() -> argparse.ArgumentParser:
+    """The command line; the module docstring says what each option does."""
     parser = argparse.ArgumentParser(
         description="Time RNN/LSTM/GRU variants (torch.nn, companion, bare, fused, naive, "
         "compiled, CUDA graphs) on this device; print a table and write JSON."
@@ -903,7 +710,44 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         default=[],
         help="a sentence for the file's notes, e.g. what else ran on the machine (repeatable)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _run_once(
+    args: argparse.Namespace,
+    argv: Sequence[str] | None,
+    device: torch.device,
+    plan: Plan,
+    preset: str,
+    threads: int | None,
+) -> dict:
+    """One run of the suite at the current thread count: report it, and write what was asked."""
+    print(
+        f"torch {torch.__version__} on {device} ({_device_info(device)['name']}), "
+        f"{torch.get_num_threads()} threads, load average {os.getloadavg()}"
+    )
+    print(
+        f"preset {preset}: {plan.repeats} timed runs after {plan.warmup} warm-up runs, "
+        f"variants interleaved"
+    )
+    results = run_suite(device, plan, args.compile, args.compile_backend)
+    results["settings"].update(preset=preset, argv=list(argv if argv is not None else sys.argv[1:]))
+    results["notes"] += args.note
+    _report(results)
+    out = out_path(args.out, device, threads, len(args.threads) > 1, preset)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+    if args.csv:
+        _write_csv(results, args.csv)
+        print(f"wrote {args.csv}")
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    """Run the benchmark as the command line asks; the results, one dict per thread count."""
+    args = _parser().parse_args(argv)
 
     device = pick_device(args.device)
     if device.type == "cuda" and args.tf32:
@@ -919,29 +763,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     for threads in args.threads:
         if threads is not None:
             torch.set_num_threads(threads)
-        print(
-            f"torch {torch.__version__} on {device} ({_device_info(device)['name']}), "
-            f"{torch.get_num_threads()} threads, load average {os.getloadavg()}"
-        )
-        print(
-            f"preset {preset}: {plan.repeats} timed runs after {plan.warmup} warm-up runs, "
-            f"variants interleaved"
-        )
-        results = run_suite(device, plan, args.compile, args.compile_backend)
-        results["settings"].update(
-            preset=preset, argv=list(argv if argv is not None else sys.argv[1:])
-        )
-        results["notes"] += args.note
-        _report(results)
-        out = _out_path(args.out, device, threads, len(args.threads) > 1, preset)
-        if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-            print(f"wrote {out}")
-        if args.csv:
-            _write_csv(results, args.csv)
-            print(f"wrote {args.csv}")
-        runs.append(results)
+        runs.append(_run_once(args, argv, device, plan, preset, threads))
     return runs
 
 

@@ -1,31 +1,40 @@
 """companion: the models and training utilities of the book *Gated Recurrent Networks, Hands-On*.
 
-One module per idea:
+One module per idea, each named for it, all in one flat package:
 
-- :mod:`companion.device`: pick the device, seed every generator.
-- :mod:`companion.models`: RNN, LSTM and GRU cells and layers written from their equations, drop-in
-  twins of ``torch.nn``'s.
-- :mod:`companion.numpy_lstm`: an LSTM in NumPy with backpropagation through time written by hand.
-- :mod:`companion.fused`: an opt-in fast path, a whole layer as one autograd Function with its
-  backward pass written by hand.
-- :mod:`companion.benchmark`: reading the speed benchmark's results (chapter 11).
-- :mod:`companion.data`: the data sets of the book, all available offline.
-- :mod:`companion.download`: downloads whole and checked, or nothing; one process per folder.
-- :mod:`companion.book`: the book's own files (stored sweeps, their scripts) for the chapters,
-  found locally or downloaded on Colab.
-- :mod:`companion.train`: a training loop with progress bars, history, TBPTT and checkpoints.
-- :mod:`companion.distributed`: the same loop on several processes with ``torch.distributed``.
-- :mod:`companion.diagnostics`: gradient flow, spectral radius, gate statistics.
-- :mod:`companion.plots`: the book's figures.
-- :mod:`companion.safe_globals`: companion's layers on torch's weights-only allowlist, registered
-  on import.
+- models, by the paper or chapter that defines them: :mod:`companion.models` (the RNN, LSTM and
+  GRU cells and layers, drop-in twins of ``torch.nn``'s), :mod:`companion.minrnn` (minGRU and
+  minLSTM) and :mod:`companion.slstm` (the sLSTM) for chapter 12, :mod:`companion.numpy_lstm`
+  (the LSTM and its BPTT in NumPy), :mod:`companion.fused` (a layer with its backward written
+  by hand); and :mod:`companion.init`, the initialisations for long memory they share;
+- data: :mod:`companion.data` (every data set, offline) and :mod:`companion.download` (a file
+  fetched whole and checked, or nothing); :mod:`companion.book` (the book's stored files);
+- training: :mod:`companion.train` (``fit``, ``evaluate``, ``predict``), :mod:`companion.batches`
+  (how a batch reaches the model), :mod:`companion.history` (what ``fit`` records),
+  :mod:`companion.checkpoints`, :mod:`companion.distributed`, and :mod:`companion.sweep` (the
+  process pool and CSV of the sweep scripts);
+- looking at results: :mod:`companion.diagnostics`, :mod:`companion.plots`,
+  :mod:`companion.benchmark` (chapter 11's results file);
+- :mod:`companion.device` (device, seeds) and :mod:`companion.safe_globals` (weights-only
+  loading of companion's layers).
+
+Why flat, and why these cuts: a reader of a chapter opens one file and finds one idea whole,
+as in nanoGPT's ``model.py`` or a labml page, and a module never holds two chapters (chapter 12's
+models left ``models`` for that reason; ``models`` still re-exports them, where the chapters
+import them). A sub-package would add nothing a name does not already say. What a reader may
+skip is private: ``_checks`` (argument rules), ``_layer`` (the one path that checks every
+layer's input and state, and their shared initialisation) and ``_autocast`` (mixed precision
+across torch versions). Imports run one way, from these foundations up to ``train``; the map
+and its rules are in ``docs/ARCHITECTURE.md``, and ``tests/test_architecture.py`` holds every
+module to them.
 """
 
-from companion import safe_globals
-from companion.device import environment_summary, pick_device, seed_everything
+# First, before any import: companion.checkpoints records it in every file it writes.
+__version__ = "0.1.0"
+
+from companion import safe_globals  # noqa: E402
+from companion.device import environment_summary, pick_device, seed_everything  # noqa: E402
 
 safe_globals.register()
-
-__version__ = "0.1.0"
 
 __all__ = ["__version__", "environment_summary", "pick_device", "seed_everything"]

@@ -112,7 +112,7 @@ VARIANTS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Shape:
-    """One problem size: batch N, sequence length L, input features H_in, hidden units H."""
+    """One problem size: batch N, sequence length T, input features H_in, hidden units H."""
 
     batch: int
     length: int
@@ -922,7 +922,7 @@ def batch_curve(
     input_size: int = 64,
     precision: str = FLOAT32,
 ) -> dict[int, float]:
-    """Batch size -> median forward+backward ms, for one kind, variant and (L, H_in, H)."""
+    """Batch size -> median forward+backward ms, for one kind, variant and (T, H_in, H)."""
     curve = {}
     for row in results["forward_backward"]:
         if (
@@ -948,7 +948,7 @@ def crossover_batch(
     """The smallest batch size from which on the GPU is faster than the CPU.
 
     Compares forward+backward medians (float32) at the batch sizes both results have, for the
-    same kind and (L, H_in, H); ``gpu_variant`` defaults to ``variant``. Returns the smallest
+    same kind and (T, H_in, H); ``gpu_variant`` defaults to ``variant``. Returns the smallest
     batch N such that the GPU wins at N and at every larger common batch, or None if it does
     not win at the largest one.
 

@@ -36,14 +36,15 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from companion.train import History
+from companion import __version__
+from companion.device import model_device, unwrap
+from companion.history import History
 
 __all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint"]
 
@@ -115,12 +116,6 @@ def _check_json_like(value: Any, where: str) -> None:
     )
 
 
-def _companion_version() -> str:
-    import companion  # lazily: companion/__init__ may import this module
-
-    return str(getattr(companion, "__version__", "unknown"))
-
-
 def _serialize(obj: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -166,8 +161,6 @@ def save_checkpoint(
     Returns:
         ``path`` as a ``Path``.
     """
-    from companion.distributed import unwrap  # lazily: distributed imports this module
-
     path = Path(path)
     for name, value in (("config", config), ("extra", extra)):
         if value is not None:
@@ -181,7 +174,7 @@ def save_checkpoint(
             "config": config,
             "extra": extra,
             "rng": _rng_states(),
-            "companion_version": _companion_version(),
+            "companion_version": __version__,
         }
     )
     envelope = {
@@ -394,13 +387,11 @@ def load_checkpoint(
         ValueError: if ``optimizer`` or ``scheduler`` is given but the checkpoint has no state
             for it, or the optimizer's groups differ.
     """
-    from companion.distributed import unwrap  # lazily: distributed imports this module
-    from companion.train import History, _model_device  # lazily: train imports this module
 
     model = unwrap(model)
     path = Path(path)
     if map_location is None:
-        map_location = _model_device(model)
+        map_location = model_device(model)
     checkpoint = _read(path, map_location)
     _check_model(path, model, checkpoint["model"])
     if optimizer is not None:

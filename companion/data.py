@@ -32,24 +32,21 @@ import hashlib
 import importlib.resources
 import io
 import math
-import numbers
 import os
 import re
 import shutil
-import tarfile
 import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import torch
 
-from companion._checks import check_int
-from companion.download import fetch, folder_lock
+from companion._checks import check_int, check_real
+from companion.download import digests, fetch, file_digest, folder_lock, safe_extract
 
 __all__ = [
     # long-range tasks
@@ -160,7 +157,7 @@ def adding_problem(
         seed: the same seed gives the same data; ``None`` gives fresh data each call.
 
     Returns:
-        ``(x, y)``: ``x`` of shape ``(N, L, 2)`` (batch first: values, marker), ``y`` of shape
+        ``(x, y)``: ``x`` of shape ``(N, T, 2)`` (batch first: values, marker), ``y`` of shape
         ``(N, 1)``, both float32 on the CPU.
 
     Raises:
@@ -181,7 +178,7 @@ def multiplication_problem(
     use it (experiment 5) to show that the LSTM also learns a non-additive combination.
 
     Returns:
-        ``(x, y)``: ``x`` of shape ``(N, L, 2)``, ``y`` of shape ``(N, 1)``, float32.
+        ``(x, y)``: ``x`` of shape ``(N, T, 2)``, ``y`` of shape ``(N, 1)``, float32.
     """
     return _two_marker_task(n, length, seed, torch.mul, "multiplication_problem")
 
@@ -208,15 +205,13 @@ def sine_waves(
         seed: the same seed gives the same waves.
 
     Returns:
-        Tensor of shape ``(N, L)``, float32, values in [-1, 1].
+        Tensor of shape ``(N, T)``, float32, values in [-1, 1].
     """
     where = "sine_waves"
     n = check_int(where, "n (number of waves)", n, 1)
     length = check_int(where, "length", length, 1)
-    if isinstance(period, bool) or not isinstance(period, numbers.Real) or not period > 0:
-        raise ValueError(f"{where}: expected a positive period (steps per cycle), got {period!r}")
-    if not math.isfinite(period):
-        raise ValueError(f"{where}: expected a finite period, got {period!r}")
+    # Checked, not converted: the waves are computed from the period as given.
+    check_real(where, "period", period, low=0, low_open=True, rule="a positive period (steps)")
     generator = _torch_generator(seed, where)
     reach = max(1, int(round(4 * period)))
     shifts = torch.randint(-reach, reach, (n, 1), generator=generator, dtype=torch.float64)
@@ -355,81 +350,20 @@ def load_sunspots() -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 
 #: Neutral words the synthetic reviews are made of; none carries sentiment.
-FILLER_WORDS: tuple[str, ...] = (
-    "the",
-    "a",
-    "an",
-    "this",
-    "that",
-    "movie",
-    "film",
-    "plot",
-    "story",
-    "scene",
-    "actor",
-    "actress",
-    "director",
-    "camera",
-    "music",
-    "ending",
-    "character",
-    "cast",
-    "script",
-    "screen",
-    "was",
-    "is",
-    "it",
-    "and",
-    "of",
-    "in",
-    "on",
-    "with",
-    "about",
-    "then",
-    "after",
-    "before",
-    "some",
-    "many",
-    "one",
-    "two",
-    "night",
-    "city",
-    "house",
-    "car",
-    "friend",
-    "family",
-    "time",
-    "year",
-    "we",
-    "they",
-    "he",
-    "she",
-    "saw",
-    "watched",
+FILLER_WORDS: tuple[str, ...] = tuple(
+    """the a an this that movie film plot story scene actor actress director camera music ending
+    character cast script screen was is it and of in on with about then after before some many
+    one two night city house car friend family time year we they he she saw watched""".split()
 )
 
 #: Words that make a synthetic review positive (label 1).
-POSITIVE_WORDS: tuple[str, ...] = (
-    "good",
-    "great",
-    "excellent",
-    "wonderful",
-    "superb",
-    "brilliant",
-    "delightful",
-    "enjoyable",
+POSITIVE_WORDS: tuple[str, ...] = tuple(
+    "good great excellent wonderful superb brilliant delightful enjoyable".split()
 )
 
 #: Words that make a synthetic review negative (label 0).
-NEGATIVE_WORDS: tuple[str, ...] = (
-    "bad",
-    "awful",
-    "terrible",
-    "boring",
-    "dull",
-    "poor",
-    "dreadful",
-    "tedious",
+NEGATIVE_WORDS: tuple[str, ...] = tuple(
+    "bad awful terrible boring dull poor dreadful tedious".split()
 )
 
 
@@ -580,7 +514,7 @@ class Vocab:
         return torch.tensor([self.stoi.get(t, self.UNK) for t in tokens], dtype=torch.long)
 
     def decode(self, ids: Iterable[int] | torch.Tensor, *, skip_pad: bool = True) -> list[str]:
-        """Tokens of ``ids`` (shape ``(L,)``); padding is dropped unless ``skip_pad=False``."""
+        """Tokens of ``ids`` (shape ``(T,)``); padding is dropped unless ``skip_pad=False``."""
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         tokens = []
@@ -704,47 +638,6 @@ def _read_imdb(folder: Path) -> tuple[list[tuple[str, int]], list[tuple[str, int
     return splits["train"], splits["test"]
 
 
-def _digests(sha256: str | None, md5: str | None) -> dict[str, str]:
-    wanted = {}
-    if sha256 is not None:
-        wanted["sha256"] = sha256.lower()
-    elif md5 is not None:
-        wanted["md5"] = md5.lower()
-    return wanted
-
-
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _safe_extract(archive: Path, destination: Path) -> None:
-    with tarfile.open(archive, "r:*") as tar:
-        # Only plain files and folders, and none outside the destination, whatever the Python
-        # version (the "data" filter of Python >= 3.11.4 checks this too). Links (which could
-        # point outside) and devices are skipped, and said so: never silently.
-        every = tar.getmembers()
-        members = [m for m in every if m.isfile() or m.isdir()]
-        skipped = [m.name for m in every if not (m.isfile() or m.isdir())]
-        if skipped:
-            warnings.warn(
-                f"load_imdb: skipped {len(skipped)} entries of {archive.name} that are not "
-                f"plain files or folders (symbolic or hard links, devices), e.g. "
-                f"{skipped[:3]}; the IMDB archive has none, so this one may not be it",
-                stacklevel=3,
-            )
-        for member in members:
-            if member.name.startswith(("/", "\\")) or ".." in Path(member.name).parts:
-                raise ValueError(f"load_imdb: refusing unsafe archive member {member.name!r}")
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(destination, members=members, filter="data")
-        else:  # Python < 3.11.4; members were checked above
-            tar.extractall(destination, members=members)
-
-
 def load_imdb(
     root: str | os.PathLike,
     download: bool = True,
@@ -803,7 +696,7 @@ def load_imdb(
         )
 
     name = Path(urllib.parse.urlparse(url).path).name or "aclImdb_v1.tar.gz"
-    wanted = _digests(sha256, md5)
+    wanted = digests(sha256, md5)
     if not download and not (root / name).is_file():
         raise FileNotFoundError(
             f"load_imdb: no IMDB data in {root} (expected the folder {folder} or the archive "
@@ -833,7 +726,7 @@ def _fetch_and_extract(
     root = archive.parent
     if archive.is_file():
         for algorithm, expected in wanted.items():
-            got = _file_digest(archive, algorithm)
+            got = file_digest(archive, algorithm)
             if got != expected:
                 archive.unlink()  # a stale or truncated archive must not be tried again
                 if not download:
@@ -846,12 +739,12 @@ def _fetch_and_extract(
             f"Without a network, download it on another machine and place it at {archive} "
             f"(load_imdb checks and extracts it), or extract it to {folder}"
         )
-        fetch(url, archive, owner="load_imdb", digests=wanted, timeout=timeout,
+        fetch(url, archive, where="load_imdb", digests=wanted, timeout=timeout,
               progress=progress, hint=hint)  # fmt: skip
 
     staging = Path(tempfile.mkdtemp(dir=root, prefix=_IMDB_STAGING))
     try:
-        _safe_extract(archive, staging)
+        safe_extract(archive, staging, where="load_imdb")
         parts = [staging / _IMDB_DIR / split / part for split, part in _IMDB_PARTS]
         if not all(p.is_dir() for p in parts):
             raise ValueError(

@@ -1,4 +1,4 @@
-"""Where tensors live, and how to make a run repeat.
+"""Where tensors live (and where a model's do), and how to make a run repeat.
 
 Every chapter starts with ``device = pick_device()`` and ``seed_everything(0)``. The same notebook
 then runs on a laptop CPU, a CUDA GPU (Colab) or Apple's MPS without edits: code in the book and in
@@ -14,10 +14,19 @@ import random
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from companion._checks import check_int
 
-__all__ = ["DEVICE_ENV_VAR", "pick_device", "seed_everything", "environment_summary"]
+__all__ = [
+    "DEVICE_ENV_VAR",
+    "pick_device",
+    "seed_everything",
+    "environment_summary",
+    "model_device",
+    "unwrap",
+]
 
 #: Environment variable that overrides the automatic choice, e.g. ``COMPANION_DEVICE=cpu``.
 DEVICE_ENV_VAR = "COMPANION_DEVICE"
@@ -121,3 +130,19 @@ def environment_summary(device: str | torch.device | None = None) -> str:
         parts.append(f"CUDA {torch.version.cuda}")
     parts.append(f"{torch.get_num_threads()} CPU threads")
     return " | ".join(parts)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` or ``DataParallel``; ``model`` otherwise."""
+    if isinstance(model, (DistributedDataParallel, nn.DataParallel)):
+        return model.module
+    return model
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")

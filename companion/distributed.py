@@ -59,6 +59,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from companion import checkpoints
 from companion._checks import check_int
+from companion.device import unwrap
 
 __all__ = [
     "Replicas",
@@ -170,13 +171,6 @@ def wrap(model: nn.Module, device: torch.device | str | None = None) -> Distribu
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a ``DistributedDataParallel`` or ``DataParallel``; ``model`` otherwise."""
-    if isinstance(model, (DistributedDataParallel, nn.DataParallel)):
-        return model.module
-    return model
-
-
 def start_epoch(data: Any, epoch: int) -> None:
     """Tell a ``DistributedSampler`` (behind a ``DataLoader`` or :class:`ShardedBatches`) which
     epoch begins, so that it shuffles differently every epoch and alike on every rank."""
@@ -279,10 +273,10 @@ def shard_batches(
 
     Args:
         batches: a re-iterable of batches (tuples of tensors, ``(x, y)`` or ``((x, lengths), y)``),
-            or one batch ``(x, y)``; e.g. ``lm_batches(ids, 32, 32)`` with x, y ``(N, L)``.
+            or one batch ``(x, y)``; e.g. ``lm_batches(ids, 32, 32)`` with x, y ``(N, T)``.
         rank, world_size: this process and the number of processes; default those of the
             initialised default process group, or 0 and 1 without one (the batches unchanged).
-        dim: the sample dimension of every tensor (0 batch-first; 1 for time-major ``(L, N, ...)``).
+        dim: the sample dimension of every tensor (0 batch-first; 1 for time-major ``(T, N, ...)``).
 
     Returns:
         A :class:`ShardedBatches` yielding, for a batch x ``(N, ...)``, x ``(N / W, ...)``.

@@ -1,4 +1,5 @@
-"""Fetching a file over the network whole, or not at all; and one process at a time per folder.
+"""Fetching a file over the network whole, or not at all; one process at a time per folder; and
+an archive checked and extracted safely.
 
 :func:`fetch` streams a URL into a temporary file beside its target, checks that the body is as
 long as the server announced and that its digest is the expected one, and only then renames it
@@ -15,15 +16,17 @@ import hashlib
 import http.client
 import os
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tqdm import tqdm
 
-__all__ = ["fetch", "folder_lock"]
+__all__ = ["fetch", "folder_lock", "digests", "file_digest", "safe_extract"]
 
 # What a failed download raises: no network, no answer in time, a refused or broken connection.
 NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
@@ -33,7 +36,7 @@ def fetch(
     url: str,
     target: Path,
     *,
-    owner: str,
+    where: str,
     digests: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     progress: bool = False,
@@ -45,7 +48,7 @@ def fetch(
         url: what to fetch (``http(s)://`` or ``file://``).
         target: where the file goes; the temporary ``.{name}.*.part`` beside it is removed
             whatever happens.
-        owner: the public function the messages start with, e.g. ``"load_imdb"``.
+        where: the public function the messages start with, e.g. ``"load_imdb"``.
         digests: expected hex digests by ``hashlib`` name (``{"sha256": ...}``); checked before
             the file is renamed into place.
         timeout: seconds for the connection and for every read.
@@ -69,18 +72,18 @@ def fetch(
     try:
         try:
             with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as r:
-                _stream(r, out, hashers, f"{owner}: {url}", progress)
+                _stream(r, out, hashers, f"{where}: {url}", progress)
         except NETWORK_ERRORS as err:
             reason = getattr(err, "reason", None) or err
             raise ConnectionError(
-                f"{owner}: could not download {url} ({type(err).__name__}: {reason}; "
+                f"{where}: could not download {url} ({type(err).__name__}: {reason}; "
                 f"timeout {timeout} s).{' ' + hint if hint else ''}"
             ) from err
         for name, expected in wanted.items():
             got = hashers[name].hexdigest()
             if got != expected:
                 raise ValueError(
-                    f"{owner}: {name} checksum mismatch for {url}: expected {expected}, got "
+                    f"{where}: {name} checksum mismatch for {url}: expected {expected}, got "
                     f"{got}; the download was deleted (a truncated or changed file, or an error "
                     f"page served in its place)"
                 )
@@ -117,7 +120,7 @@ def _stream(response, out, hashers: dict, where: str, progress: bool) -> None:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: Path, name: str, owner: str) -> Iterator[None]:
+def folder_lock(folder: Path, name: str, where: str) -> Iterator[None]:
     """Hold the lock file ``folder/.{name}.lock`` for the block: one process at a time.
 
     The lock is the operating system's (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on
@@ -132,7 +135,7 @@ def folder_lock(folder: Path, name: str, owner: str) -> Iterator[None]:
         file = open(path, "a+b")
         if not _try_lock(file, block=False):
             if not waited:
-                print(f"{owner}: waiting for another process that holds {path}", file=sys.stderr)
+                print(f"{where}: waiting for another process that holds {path}", file=sys.stderr)
                 waited = True
             _try_lock(file, block=True)
         # The holder before us removes the file when it is done: a lock on that removed file
@@ -182,3 +185,49 @@ def _unlock(file) -> None:
     import fcntl
 
     fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+
+
+def digests(sha256: str | None, md5: str | None) -> dict[str, str]:
+    """The digests to check, for :func:`fetch`: SHA-256 if given, else MD5, else none."""
+    wanted = {}
+    if sha256 is not None:
+        wanted["sha256"] = sha256.lower()
+    elif md5 is not None:
+        wanted["md5"] = md5.lower()
+    return wanted
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """The hex digest of the file at ``path`` with ``algorithm`` ("sha256", "md5"), read in
+    1 MiB chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def safe_extract(archive: Path, destination: Path, *, where: str) -> None:
+    """Extract the tar ``archive`` into ``destination``: plain files and folders only, none
+    outside ``destination``; messages start with ``where``."""
+    with tarfile.open(archive, "r:*") as tar:
+        # Only plain files and folders, and none outside the destination, whatever the Python
+        # version (the "data" filter of Python >= 3.11.4 checks this too). Links (which could
+        # point outside) and devices are skipped, and said so: never silently.
+        every = tar.getmembers()
+        members = [m for m in every if m.isfile() or m.isdir()]
+        skipped = [m.name for m in every if not (m.isfile() or m.isdir())]
+        if skipped:
+            warnings.warn(
+                f"{where}: skipped {len(skipped)} entries of {archive.name} that are not "
+                f"plain files or folders (symbolic or hard links, devices), e.g. "
+                f"{skipped[:3]}; a data archive has none, so this one may not be the one expected",
+                stacklevel=3,
+            )
+        for member in members:
+            if member.name.startswith(("/", "\\")) or ".." in Path(member.name).parts:
+                raise ValueError(f"{where}: refusing unsafe archive member {member.name!r}")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(destination, members=members, filter="data")
+        else:  # Python < 3.11.4; members were checked above
+            tar.extractall(destination, members=members)

@@ -73,15 +73,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from companion.models import _folded_bias
+from companion._layer import batch_major, check_states, time_major
+from companion.models import GATE_BLOCKS, folded_bias
 
 __all__ = ["fuse", "FusedLayer", "lstm_sequence", "gru_sequence", "rnn_sequence"]
 
-_GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}
-
 
 def _input_projection(x: Tensor, w_ih: Tensor, b: Tensor | None) -> Tensor:
-    """``x W_xᵀ + b`` for all L steps in one matrix product: (L, N, G·H), a new buffer."""
+    """``x W_xᵀ + b`` for all T steps in one matrix product: (T, N, G·H), a new buffer."""
     length, batch, _ = x.shape
     flat = x.reshape(length * batch, -1)
     xw = torch.mm(flat, w_ih.t()) if b is None else torch.addmm(b, flat, w_ih.t())
@@ -89,13 +88,13 @@ def _input_projection(x: Tensor, w_ih: Tensor, b: Tensor | None) -> Tensor:
 
 
 def _previous_states(h0: Tensor, out: Tensor) -> Tensor:
-    """h_{t-1} for t = 1..L: h_0 followed by the outputs but the last, (L, N, H)."""
+    """h_{t-1} for t = 1..T: h_0 followed by the outputs but the last, (T, N, H)."""
     return torch.cat([h0.unsqueeze(0), out[:-1]])
 
 
 def _weight_grads(ctx: Any, d_x: Tensor, x: Tensor, w_ih: Tensor) -> tuple[Any, Any, Any]:
     """The gradients on the input, ``W_x`` and its bias from the pre-activation gradients
-    ``d_x`` (L, N, G·H) of all steps: one matrix product each."""
+    ``d_x`` (T, N, G·H) of all steps: one matrix product each."""
     flat = d_x.view(-1, d_x.size(-1))
     dx = (flat @ w_ih).view(x.shape) if ctx.needs_input_grad[0] else None
     dw_ih = flat.t() @ x.reshape(-1, x.size(-1)) if ctx.needs_input_grad[1] else None
@@ -114,7 +113,7 @@ class _LSTMFunction(torch.autograd.Function):
         double = torch.ones(4 * hidden, dtype=x.dtype, device=x.device)
         double[2 * hidden : 3 * hidden] = 2
         a = _input_projection(x, w_ih, b).mul_(double)  # becomes the gates, in place
-        w_hh_t = w_hh.t() * double
+        w_hh_T = w_hh.t() * double
         out = x.new_empty(length, x.size(1), hidden)
         cs = x.new_empty(length + 1, x.size(1), hidden)  # c_0 .. c_L
         tanh_cs = torch.empty_like(out)
@@ -124,7 +123,7 @@ class _LSTMFunction(torch.autograd.Function):
         c_t, tanh_c, h_t = cs.unbind(0), tanh_cs.unbind(0), out.unbind(0)
         h = h0
         for t in range(length):
-            a_t[t].addmm_(h, w_hh_t)  # + W_h h_{t-1}: the pre-activations of (3.1)-(3.4)
+            a_t[t].addmm_(h, w_hh_T)  # + W_h h_{t-1}: the pre-activations of (3.1)-(3.4)
             a_t[t].sigmoid_()  # (3.1), (3.2), (3.4) i_t, f_t, o_t; s_t = σ(2 a_g) for (3.3)
             # (3.5) c_t = f ⊙ c_{t-1} + i ⊙ g with (3.3) g = 2 s − 1: f ⊙ c_{t-1} + 2 i ⊙ s − i
             c = torch.mul(f_t[t], c_t[t], out=c_t[t + 1])
@@ -141,7 +140,7 @@ class _LSTMFunction(torch.autograd.Function):
         hidden = w_hh.size(1)
         i, f, g, o = gates.chunk(4, dim=-1)
         # The factors of (7)-(11) that do not depend on dh or dc, for all steps at once, in as
-        # few passes over the (L, N, 4H) buffers as possible: they are memory-bound.
+        # few passes over the (T, N, 4H) buffers as possible: they are memory-bound.
         o_dtanh_c = torch.addcmul(o, o * tanh_cs, tanh_cs, value=-1)  # (7) o ⊙ (1 − tanh²c)
         d_a = torch.addcmul(gates, gates, gates, value=-1)  # σ' = σ − σ² for i, f, o
         d_i, d_f, d_g, d_o = d_a.chunk(4, dim=-1)
@@ -184,7 +183,7 @@ class _GRUFunction(torch.autograd.Function):
         u = x.new_empty(length, x.size(1), 3 * hidden)  # W_h h_{t-1} + b_h of every step
         gates = torch.empty_like(u)  # r, z, n
         out = x.new_empty(length, x.size(1), hidden)
-        w_hh_t = w_hh.t()
+        w_hh_T = w_hh.t()
         u_t, h_t = u.unbind(0), out.unbind(0)
         x_rz, u_rz, rz = (v[..., : 2 * hidden].unbind(0) for v in (xw, u, gates))
         x_n, u_n, n = (v[..., 2 * hidden :].unbind(0) for v in (xw, u, gates))
@@ -192,9 +191,9 @@ class _GRUFunction(torch.autograd.Function):
         h = h0
         for t in range(length):
             if b_hh is None:
-                torch.mm(h, w_hh_t, out=u_t[t])
+                torch.mm(h, w_hh_T, out=u_t[t])
             else:
-                torch.addmm(b_hh, h, w_hh_t, out=u_t[t])
+                torch.addmm(b_hh, h, w_hh_T, out=u_t[t])
             torch.add(x_rz[t], u_rz[t], out=rz[t]).sigmoid_()  # (5.1), (5.2) r_t, z_t
             torch.addcmul(x_n[t], r[t], u_n[t], out=n[t]).tanh_()  # (5.3) n_t
             h = torch.lerp(n[t], h, z[t], out=h_t[t])  # (5.4) h_t
@@ -239,10 +238,10 @@ class _RNNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, b, h0, relu):  # type: ignore[override]
         out = _input_projection(x, w_ih, b)  # becomes h_t, step by step, in place
-        w_hh_t = w_hh.t()
+        w_hh_T = w_hh.t()
         h = h0
         for h_t in out.unbind(0):
-            h = h_t.addmm_(h, w_hh_t)
+            h = h_t.addmm_(h, w_hh_T)
             h = h.relu_() if relu else h.tanh_()  # (1.1)
         ctx.save_for_backward(x, w_ih, w_hh, h0, out)
         ctx.relu = relu
@@ -276,21 +275,21 @@ def lstm_sequence(
     """One LSTM layer over a whole sequence, forward and backward by hand.
 
     Args:
-        x: (L, N, H_in). w_ih: (4H, H_in), w_hh: (4H, H), b_ih and b_hh: (4H,) or both None;
+        x: (T, N, H_in). w_ih: (4H, H_in), w_hh: (4H, H), b_ih and b_hh: (4H,) or both None;
             gate blocks i, f, g, o as in ``torch.nn.LSTM``.
         h0, c0: (N, H).
 
     Returns:
-        output (L, N, H), h_n (N, H), c_n (N, H).
+        output (T, N, H), h_n (N, H), c_n (N, H).
     """
-    return _LSTMFunction.apply(x, w_ih, w_hh, _folded_bias(b_ih, b_hh), h0, c0)
+    return _LSTMFunction.apply(x, w_ih, w_hh, folded_bias(b_ih, b_hh), h0, c0)
 
 
 def gru_sequence(
     x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None, h0: Tensor
 ) -> tuple[Tensor, Tensor]:
     """One GRU layer over a whole sequence; shapes as :func:`lstm_sequence` with 3H rows
-    (r, z, n). Returns output (L, N, H) and h_n (N, H)."""
+    (r, z, n). Returns output (T, N, H) and h_n (N, H)."""
     return _GRUFunction.apply(x, w_ih, w_hh, b_ih, b_hh, h0)
 
 
@@ -304,15 +303,15 @@ def rnn_sequence(
     relu: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """One Elman RNN layer over a whole sequence; shapes as :func:`lstm_sequence` with H rows.
-    Returns output (L, N, H) and h_n (N, H)."""
-    return _RNNFunction.apply(x, w_ih, w_hh, _folded_bias(b_ih, b_hh), h0, relu)
+    Returns output (T, N, H) and h_n (N, H)."""
+    return _RNNFunction.apply(x, w_ih, w_hh, folded_bias(b_ih, b_hh), h0, relu)
 
 
 def _kind_of(layer: nn.Module) -> str:
     mode = getattr(layer, "mode", None)  # torch.nn's layers: "LSTM", "GRU", "RNN_TANH", ...
     name = mode if isinstance(mode, str) else type(layer).__name__
     kind = "RNN" if name.startswith("RNN") else name
-    if kind not in _GATES or not hasattr(layer, "weight_hh_l0"):
+    if kind.lower() not in GATE_BLOCKS or not hasattr(layer, "weight_hh_l0"):
         raise TypeError(
             f"fuse: expected an RNN, LSTM or GRU layer of companion.models or torch.nn, "
             f"got {type(layer).__name__}"
@@ -324,8 +323,8 @@ class FusedLayer(nn.Module):
     """A recurrent layer run by the hand-written Functions of this module.
 
     It holds the wrapped layer (``self.layer``) and uses its parameters, so training either
-    trains both. Inputs and outputs are those of the wrapped layer: ``input`` (L, N, H_in),
-    (N, L, H_in) with ``batch_first``, or unbatched (L, H_in); ``hx`` h_0 (num_layers, N, H), for
+    trains both. Inputs and outputs are those of the wrapped layer: ``input`` (T, N, H_in),
+    (N, T, H_in) with ``batch_first``, or unbatched (T, H_in); ``hx`` h_0 (num_layers, N, H), for
     the LSTM (h_0, c_0); returns ``(output, h_n)`` or ``(output, (h_n, c_n))``.
     """
 
@@ -353,15 +352,9 @@ class FusedLayer(nn.Module):
                 f"FusedLayer: dropout={layer.dropout} between layers is not "
                 "supported while training; use the layer itself"
             )
-        if input.dim() not in (2, 3) or input.size(-1) != layer.input_size:
-            raise ValueError(
-                f"FusedLayer: expected input (L, N, {layer.input_size}) or "
-                f"(L, {layer.input_size}), got shape {tuple(input.shape)}"
-            )
-        batched = input.dim() == 3
-        x = input if batched else input.unsqueeze(1)
-        if batched and layer.batch_first:
-            x = x.transpose(0, 1)
+        x, batched = time_major(
+            "FusedLayer", input, layer.batch_first, layer.input_size, layer.weight_ih_l0
+        )
         x = x.contiguous()
         states = self._initial(hx, x, batched)
         finals: list[list[Tensor]] = []
@@ -370,26 +363,23 @@ class FusedLayer(nn.Module):
             finals.append(final)
         state = [torch.stack(parts) for parts in zip(*finals)]
         if not batched:
-            x, state = x.squeeze(1), [s.squeeze(1) for s in state]
-        elif layer.batch_first:
-            x = x.transpose(0, 1)
+            state = [s.squeeze(1) for s in state]
+        x = batch_major(x, batched, layer.batch_first)
         return x, (state[0], state[1]) if self.kind == "LSTM" else state[0]
 
     def _initial(self, hx: Any, x: Tensor, batched: bool) -> list[Tensor]:
+        """h_0 (and c_0), checked as the twins check them, each (num_layers, N, H)."""
         layer = self.layer
         shape = (layer.num_layers, x.size(1), layer.hidden_size)
-        count = 2 if self.kind == "LSTM" else 1
+        names = ("h_0", "c_0") if self.kind == "LSTM" else ("h_0",)
         if hx is None:
-            return [x.new_zeros(shape) for _ in range(count)]
-        states = list(hx) if self.kind == "LSTM" else [hx]
-        states = [s if batched else s.unsqueeze(1) for s in states]
-        for s in states:
-            if tuple(s.shape) != shape:
-                raise ValueError(
-                    f"FusedLayer: expected each initial state of shape {shape}, "
-                    f"got {tuple(s.shape)}"
-                )
-        return states
+            return [x.new_zeros(shape) for _ in names]
+        if batched:
+            expected, layout = shape, "(num_layers, N, H)"
+        else:
+            expected, layout = (shape[0], shape[2]), "(num_layers, H) for unbatched input"
+        states = check_states("FusedLayer", hx, names, expected, layout, x)
+        return [s if batched else s.unsqueeze(1) for s in states]
 
     def _run(self, k: int, x: Tensor, state: list[Tensor]) -> tuple[Tensor, ...]:
         layer = self.layer

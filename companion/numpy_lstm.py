@@ -5,7 +5,7 @@ code below cites the equation it implements. The tests check the result against 
 to about 1e-10 in float64, and against central differences.
 
 Shapes follow PyTorch: ``L`` steps, ``N`` sequences in a batch, ``I`` input features, ``H`` hidden
-units. Sequences are time-major, ``x`` is ``(L, N, I)``. A vector of the maths is a *row* of the
+units. Sequences are time-major, ``x`` is ``(T, N, I)``. A vector of the maths is a *row* of the
 code (``x_t`` is ``(N, I)``), so ``W x`` is written ``x @ W.T`` and ``Wᵀ d`` is written ``d @ W``.
 
 Parameters
@@ -72,11 +72,14 @@ Truncated BPTT (``truncate=k``) is defined in :func:`lstm_backward`.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
+
+from companion._checks import check_int
 
 __all__ = [
     "Adam",
@@ -126,8 +129,8 @@ def init_params(
     Returns:
         ``{"weight_ih": (4H, I), "weight_hh": (4H, H), "bias_ih": (4H,), "bias_hh": (4H,)}``.
     """
-    _check_size("init_params", "input_size", input_size)
-    _check_size("init_params", "hidden_size", hidden_size)
+    check_int("init_params", "input_size", input_size)
+    check_int("init_params", "hidden_size", hidden_size)
     rng = np.random.default_rng(seed)
     bound = 1.0 / math.sqrt(hidden_size)
     shapes = {
@@ -143,23 +146,22 @@ def init_params(
     }
 
 
-def _torch_names(module: Any, who: str) -> dict[str, str]:
+def _torch_names(module: Any, where: str) -> dict[str, str]:
     """Map our keys to the parameter names of an LSTM module, or say clearly why it cannot be
     used."""
-    import torch  # lazily: the rest of this module runs without torch
-
+    torch = sys.modules.get("torch")  # a torch module was passed only if torch is loaded
     kind = type(module).__name__
     expected = (
         "torch.nn.LSTM (num_layers=1, unidirectional, proj_size=0), torch.nn.LSTMCell or their "
         "companion.models twins"
     )
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"{who}: expected {expected}, got {kind}")
+    if torch is None or not isinstance(module, torch.nn.Module):
+        raise TypeError(f"{where}: expected {expected}, got {kind}")
     # The companion twins are separate classes with the same names and parameter names.
     is_layer = isinstance(module, torch.nn.LSTM) or kind == "LSTM"
     is_cell = isinstance(module, torch.nn.LSTMCell) or kind == "LSTMCell"
     if not (is_layer or is_cell):
-        raise TypeError(f"{who}: expected {expected}, got {kind}")
+        raise TypeError(f"{where}: expected {expected}, got {kind}")
     if is_layer:
         settings = {
             "num_layers": (getattr(module, "num_layers", 1), 1),
@@ -168,19 +170,19 @@ def _torch_names(module: Any, who: str) -> dict[str, str]:
         }
         for name, (value, wanted) in settings.items():
             if value != wanted:
-                raise ValueError(f"{who}: expected {expected}, got {kind} with {name}={value!r}")
+                raise ValueError(f"{where}: expected {expected}, got {kind} with {name}={value!r}")
     suffix = "_l0" if is_layer else ""
     present = dict(module.named_parameters())
     names = {key: key + suffix for key in LSTM_KEYS if key + suffix in present}
     if "weight_ih" not in names or "weight_hh" not in names:
         raise ValueError(
-            f"{who}: expected parameters {'weight_ih' + suffix} and {'weight_hh' + suffix} in "
+            f"{where}: expected parameters {'weight_ih' + suffix} and {'weight_hh' + suffix} in "
             f"{kind}, got {sorted(present)}"
         )
     hidden = present[names["weight_hh"]].shape[1]
     if present[names["weight_ih"]].shape[0] != 4 * hidden:
         raise ValueError(
-            f"{who}: expected an LSTM with 4H = {4 * hidden} gate rows, got weight_ih of shape "
+            f"{where}: expected an LSTM with 4H = {4 * hidden} gate rows, got weight_ih of shape "
             f"{tuple(present[names['weight_ih']].shape)} in {kind}"
         )
     return names
@@ -225,9 +227,8 @@ def params_to_torch(params: Mapping[str, np.ndarray], module: Any) -> Any:
     Raises:
         ValueError: if a parameter is missing on either side or its shape differs.
     """
-    import torch
-
     names = _torch_names(module, "params_to_torch")
+    torch = sys.modules["torch"]  # loaded: _torch_names found a torch module
     present = dict(module.named_parameters())
     ours = {key for key in LSTM_KEYS if key in params}
     if ours != set(names):
@@ -345,8 +346,7 @@ def lstm_step_backward(
     if s.x.shape[1] != inputs or s.h_prev.shape[1] != hidden:
         raise ValueError(
             f"lstm_step_backward: expected a step cache for I = {inputs}, H = {hidden}, got one "
-            "for "
-            f"I = {s.x.shape[1]}, H = {s.h_prev.shape[1]}"
+            f"for I = {s.x.shape[1]}, H = {s.h_prev.shape[1]}"
         )
     dh = np.asarray(dh)
     _check_shape("lstm_step_backward", "dh", dh, "(N, H)", s.h_prev.shape)
@@ -388,7 +388,7 @@ class LSTMCache:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        """``(L, N, I, H)`` of the forward pass that filled this cache."""
+        """``(T, N, I, H)`` of the forward pass that filled this cache."""
         first = self.steps[0]
         return len(self.steps), first.x.shape[0], first.x.shape[1], first.h_prev.shape[1]
 
@@ -403,13 +403,13 @@ def lstm_forward(
 
     Args:
         params: see :func:`lstm_step_forward`.
-        x: inputs ``(L, N, I)``, time-major like ``torch.nn.LSTM``'s default.
+        x: inputs ``(T, N, I)``, time-major like ``torch.nn.LSTM``'s default.
         h0: initial hidden state ``(N, H)``; zeros if ``None``. (``torch.nn.LSTM``'s ``h_0`` is
             ``(1, N, H)``: pass ``h_0[0]``.)
         c0: initial cell state ``(N, H)``; zeros if ``None``.
 
     Returns:
-        ``hs (L, N, H)`` (``hs[t] = h_t``, like ``torch.nn.LSTM``'s output), ``(h_T, c_T)`` each
+        ``hs (T, N, H)`` (``hs[t] = h_t``, like ``torch.nn.LSTM``'s output), ``(h_T, c_T)`` each
         ``(N, H)``, and the :class:`LSTMCache` for :func:`lstm_backward`.
     """
     hidden, inputs = _check_params(params, "lstm_forward")
@@ -450,7 +450,7 @@ def lstm_backward(
     Args:
         params: the parameters :func:`lstm_forward` used.
         cache: from :func:`lstm_forward`.
-        dhs: ``(L, N, H)``, ``dhs[t] = ∂ℓ/∂hs[t]``, the direct gradient of the loss on each output;
+        dhs: ``(T, N, H)``, ``dhs[t] = ∂ℓ/∂hs[t]``, the direct gradient of the loss on each output;
             ``None`` means zero (a loss on the final state only, given by ``dh_T``/``dc_T``).
         dh_T: ``(N, H)``, gradient on the returned ``h_T`` (added to ``dhs[L-1]``, since
             ``h_T = hs[L-1]``); ``None`` means zero.
@@ -458,7 +458,7 @@ def lstm_backward(
         truncate: ``None`` for full BPTT, or ``k >= 1``: see below.
 
     Returns:
-        ``grads`` (same keys and shapes as the LSTM entries of ``params``), ``dx (L, N, I)``,
+        ``grads`` (same keys and shapes as the LSTM entries of ``params``), ``dx (T, N, I)``,
         ``dh0 (N, H)``, ``dc0 (N, H)`` (gradients on the initial state, also when it defaulted to
         zeros).
 
@@ -471,7 +471,7 @@ def lstm_backward(
     step 0 like ``x_0`` and receives the gradient, as ``dh0``/``dc0``. So ``truncate=1`` lets each
     step's loss see its own step only, and any ``truncate >= L`` is full BPTT (handled by the same
     single sweep as ``None``). Each step's loss gets its own window (Williams and Peng's BPTT(h),
-    Sutskever's TBPTT(k1=1, k2=k)), which costs O(L·k) step backwards instead of O(L): clear and
+    Sutskever's TBPTT(k1=1, k2=k)), which costs O(T·k) step backwards instead of O(T): clear and
     exact, but meant for teaching. Training code usually splits the sequence into chunks and
     detaches the state between them, which truncates at chunk boundaries instead.
     """
@@ -485,8 +485,7 @@ def lstm_backward(
     if (cache_inputs, cache_hidden) != (inputs, hidden):
         raise ValueError(
             f"lstm_backward: expected a cache for I = {inputs}, H = {hidden} (from params), got "
-            "one "
-            f"for I = {cache_inputs}, H = {cache_hidden}"
+            f"one for I = {cache_inputs}, H = {cache_hidden}"
         )
     dtype = cache.steps[0].h_prev.dtype
     if dhs is None:
@@ -495,12 +494,8 @@ def lstm_backward(
     _check_shape("lstm_backward", "dhs", dhs, "(L, N, H)", (steps, batch, hidden))
     dh_T = _state_or_zeros("lstm_backward", "dh_T", dh_T, (batch, hidden), dtype)
     dc_T = _state_or_zeros("lstm_backward", "dc_T", dc_T, (batch, hidden), dtype)
-    if truncate is not None and (
-        isinstance(truncate, bool) or not isinstance(truncate, (int, np.integer)) or truncate < 1
-    ):
-        raise ValueError(
-            f"lstm_backward: expected truncate to be None or an integer >= 1, got {truncate!r}"
-        )
+    if truncate is not None:
+        truncate = check_int("lstm_backward", "truncate", truncate)
 
     if truncate is None or truncate >= steps:
         return _bptt_full(params, cache, dhs, dh_T, dc_T)
@@ -640,7 +635,7 @@ def gradient_check(
 ) -> float:
     """Compare :func:`lstm_backward` with central differences on a random linear loss.
 
-    The loss ``ℓ = Σ A ⊙ hs + Σ B ⊙ h_T + Σ C ⊙ c_T`` with fixed random ``A (L, N, H)``,
+    The loss ``ℓ = Σ A ⊙ hs + Σ B ⊙ h_T + Σ C ⊙ c_T`` with fixed random ``A (T, N, H)``,
     ``B, C (N, H)`` makes ``dhs = A``, ``dh_T = B``, ``dc_T = C``, so every input of
     :func:`lstm_backward` is exercised. Checked: every LSTM parameter and ``x``, ``h0``, ``c0`` (the
     gradient on a zero initial state when they are ``None``). Everything is copied to float64
@@ -648,7 +643,7 @@ def gradient_check(
 
     Args:
         params: LSTM parameters (extra keys ignored).
-        x: ``(L, N, I)``; keep it small, the check costs 2 forward passes per entry.
+        x: ``(T, N, I)``; keep it small, the check costs 2 forward passes per entry.
         h0, c0: ``(N, H)`` or ``None``.
         seed: seed of the random loss weights.
         eps: finite-difference half step.
@@ -698,14 +693,14 @@ def gradient_check(
 
 
 def _check_grads(
-    who: str, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]
+    where: str, params: Mapping[str, np.ndarray], grads: Mapping[str, np.ndarray]
 ) -> None:
     for key, grad in grads.items():
         if key not in params:
-            raise KeyError(f"{who}: expected gradient keys among {sorted(params)}, got {key!r}")
+            raise KeyError(f"{where}: expected gradient keys among {sorted(params)}, got {key!r}")
         if np.shape(grad) != np.shape(params[key]):
             raise ValueError(
-                f"{who}: expected gradient {key!r} of shape {np.shape(params[key])}, got shape "
+                f"{where}: expected gradient {key!r} of shape {np.shape(params[key])}, got shape "
                 f"{np.shape(grad)}"
             )
 
@@ -787,7 +782,7 @@ class NumpyLSTMRegressor:
     """
 
     def __init__(self, input_size: int, hidden_size: int, output_size: int, seed: int = 0) -> None:
-        _check_size("NumpyLSTMRegressor", "output_size", output_size)
+        check_int("NumpyLSTMRegressor", "output_size", output_size)
         self.params: Params = init_params(input_size, hidden_size, seed=seed)
         rng = np.random.default_rng([seed, 1])  # a stream of its own, independent of the LSTM's
         bound = 1.0 / math.sqrt(hidden_size)
@@ -806,7 +801,7 @@ class NumpyLSTMRegressor:
         return h_T @ self.params["head_weight"].T + self.params["head_bias"], h_T, cache
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Predictions ``(N, O)`` for inputs ``x (L, N, I)``, from zero initial state."""
+        """Predictions ``(N, O)`` for inputs ``x (T, N, I)``, from zero initial state."""
         return self._forward(x)[0]
 
     def loss_and_grads(
@@ -815,7 +810,7 @@ class NumpyLSTMRegressor:
         """Mean squared error and its gradient on every parameter.
 
         Args:
-            x: inputs ``(L, N, I)``.
+            x: inputs ``(T, N, I)``.
             y: targets ``(N, O)``.
             truncate: passed to :func:`lstm_backward`. The only loss is at the last step, so
                 ``truncate=k`` means the error reaches the last ``k`` inputs only.
@@ -846,13 +841,8 @@ class NumpyLSTMRegressor:
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_size(who: str, name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{who}: expected {name} to be a positive integer, got {value!r}")
-
-
 def _check_shape(
-    who: str, name: str, array: np.ndarray, layout: str, expected: tuple[Optional[int], ...]
+    where: str, name: str, array: np.ndarray, layout: str, expected: tuple[Optional[int], ...]
 ) -> None:
     """Raise if ``array.shape`` does not match ``expected`` (``None`` matches any length)."""
     shape = array.shape
@@ -862,42 +852,43 @@ def _check_shape(
         wanted = "(" + ", ".join("·" if e is None else str(e) for e in expected) + ")"
         if len(expected) == 1:
             wanted = wanted[:-1] + ",)"
-        raise ValueError(f"{who}: expected {name} of shape {layout} = {wanted}, got shape {shape}")
+        got = f"got shape {shape}"
+        raise ValueError(f"{where}: expected {name} of shape {layout} = {wanted}, {got}")
 
 
-def _check_params(params: Mapping[str, np.ndarray], who: str) -> tuple[int, int]:
+def _check_params(params: Mapping[str, np.ndarray], where: str) -> tuple[int, int]:
     """Check the LSTM entries of ``params`` and return ``(H, I)``."""
     for key in ("weight_ih", "weight_hh"):
         if key not in params:
-            raise KeyError(f"{who}: expected params with key {key!r}, got keys {sorted(params)}")
+            raise KeyError(f"{where}: expected params with key {key!r}, got keys {sorted(params)}")
     w_ih, w_hh = np.shape(params["weight_ih"]), np.shape(params["weight_hh"])
     if len(w_hh) != 2 or w_hh[0] != 4 * w_hh[1]:
-        raise ValueError(f"{who}: expected weight_hh of shape (4H, H), got shape {w_hh}")
+        raise ValueError(f"{where}: expected weight_hh of shape (4H, H), got shape {w_hh}")
     hidden = w_hh[1]
     if len(w_ih) != 2 or w_ih[0] != 4 * hidden:
         raise ValueError(
-            f"{who}: expected weight_ih of shape (4H, I) = ({4 * hidden}, ·), got shape {w_ih}"
+            f"{where}: expected weight_ih of shape (4H, I) = ({4 * hidden}, ·), got shape {w_ih}"
         )
     has_bias = ["bias_ih" in params, "bias_hh" in params]
     if any(has_bias) and not all(has_bias):
         raise KeyError(
-            f"{who}: expected both bias_ih and bias_hh or neither, got keys {sorted(params)}"
+            f"{where}: expected both bias_ih and bias_hh or neither, got keys {sorted(params)}"
         )
     if all(has_bias):
         for key in ("bias_ih", "bias_hh"):
             if np.shape(params[key]) != (4 * hidden,):
                 raise ValueError(
-                    f"{who}: expected {key} of shape (4H,) = ({4 * hidden},), got shape "
+                    f"{where}: expected {key} of shape (4H,) = ({4 * hidden},), got shape "
                     f"{np.shape(params[key])}"
                 )
     return hidden, w_ih[1]
 
 
 def _state_or_zeros(
-    who: str, name: str, state: Optional[np.ndarray], shape: tuple[int, int], dtype: Any
+    where: str, name: str, state: Optional[np.ndarray], shape: tuple[int, int], dtype: Any
 ) -> np.ndarray:
     if state is None:
         return np.zeros(shape, dtype=dtype)
     state = np.asarray(state)
-    _check_shape(who, name, state, "(N, H)", shape)
+    _check_shape(where, name, state, "(N, H)", shape)
     return state

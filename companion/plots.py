@@ -23,6 +23,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from companion._checks import check_int
 from companion.models import SIGMOID_GATES, TANH_GATES
 
 __all__ = [
@@ -60,7 +61,6 @@ SEQUENTIAL_CMAP = "Purples"
 _ARCHITECTURES = ("lstm", "gru", "rnn")
 
 # Sigmoid gates live in [0, 1]; tanh gates and h in [-1, 1]; c is unbounded.
-_SIGMOID_GATES = SIGMOID_GATES
 _TANH_ENTRIES = TANH_GATES | {"h"}
 
 
@@ -113,8 +113,7 @@ def sequential_colors(n: int, cmap: str = SEQUENTIAL_CMAP) -> list[str]:
     Returns:
         ``n`` hex colour strings, lightest first.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"sequential_colors: expected a positive int n, got {n!r}")
+    n = check_int("sequential_colors", "n", n)
     colormap = plt.get_cmap(cmap)
     positions = [0.95] if n == 1 else np.linspace(0.35, 0.95, int(n))
     return [to_hex(colormap(float(p))) for p in positions]
@@ -167,14 +166,14 @@ def _to_array(values: Any, what: str) -> np.ndarray:
         ) from err
 
 
-def _require_nonempty_dict(value: Any, who: str, what: str) -> None:
+def _require_nonempty_dict(value: Any, where: str, what: str) -> None:
     if not isinstance(value, Mapping) or len(value) == 0:
         got = (
             f"an empty {type(value).__name__}"
             if isinstance(value, Mapping)
             else type(value).__name__
         )
-        raise ValueError(f"{who}: expected a non-empty dict of {what}, got {got}")
+        raise ValueError(f"{where}: expected a non-empty dict of {what}, got {got}")
 
 
 def _new_axes(ax: Axes | None) -> Axes:
@@ -338,7 +337,7 @@ def plot_grad_norms(
     """Vanishing-gradient curves ‖∂𝓛/∂h_t‖, one per model.
 
     Args:
-        norms: name -> curve (L,) indexed by t, as returned by
+        norms: name -> curve (T,) indexed by t, as returned by
             :func:`companion.diagnostics.hidden_grad_norms`.
         log: a logarithmic y axis (geometric decay becomes a straight line).
         ax: the Axes to draw on; a new figure when None.
@@ -377,6 +376,54 @@ def plot_grad_norms(
     )
 
 
+def _gate_arrays(gates: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Each gate as a (T, H) array, all of one length T."""
+    _require_nonempty_dict(gates, "plot_gate_heatmap", "gate name -> (L, H)")
+    arrays: dict[str, np.ndarray] = {}
+    for name, g in gates.items():
+        arr = _to_array(g, f"plot_gate_heatmap: gate {name!r}")
+        if arr.ndim != 2:
+            raise ValueError(
+                f"plot_gate_heatmap: expected gate {name!r} with shape (L, H), got shape "
+                f"{arr.shape}; select one layer and sequence first, e.g. rec[''][name][0, :, 0]"
+            )
+        arrays[str(name)] = arr
+    lengths = {a.shape[0] for a in arrays.values()}
+    if len(lengths) != 1:
+        raise ValueError(
+            "plot_gate_heatmap: expected every gate to have the same length L, got lengths "
+            f"{sorted(lengths)}"
+        )
+    return arrays
+
+
+def _unit_indices(units: Any, H: int) -> np.ndarray:
+    """The units to draw: all H (None), the first ``units`` (an int), or the listed indices."""
+    if units is None:
+        return np.arange(H)
+    if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
+        if not 1 <= units <= H:
+            raise ValueError(f"plot_gate_heatmap: expected units between 1 and H={H}, got {units}")
+        return np.arange(int(units))
+    idx = np.asarray(list(units), dtype=np.int64)
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= H:
+        raise ValueError(f"plot_gate_heatmap: expected unit indices in [0, {H}), got {list(idx)}")
+    return idx
+
+
+def _colour_scale(name: str, arr: np.ndarray) -> tuple[float, float, str]:
+    """(vmin, vmax, colormap): [0, 1] for a σ gate, [-1, 1] for tanh entries, else symmetric
+    about 0 around the largest magnitude."""
+    key = name.lower()
+    if key in SIGMOID_GATES:
+        return 0.0, 1.0, "viridis"
+    if key in _TANH_ENTRIES:
+        return -1.0, 1.0, "RdBu_r"
+    bound = float(np.nanmax(np.abs(arr))) if np.isfinite(arr).any() else 1.0
+    bound = bound if bound > 0 else 1.0
+    return -bound, bound, "RdBu_r"
+
+
 def plot_gate_heatmap(
     gates: Mapping[str, ArrayLike],
     marks: Sequence[int] | None = None,
@@ -386,7 +433,7 @@ def plot_gate_heatmap(
     """Gate activations over time as heat maps, one row per gate.
 
     Args:
-        gates: gate name -> activations of one sequence, shape (L, H), e.g.
+        gates: gate name -> activations of one sequence, shape (T, H), e.g.
             ``{k: v[0, :, 0] for k, v in rec[""].items()}`` for layer 0, sample 0 of a
             :func:`companion.models.record_gates` record. σ gates (i, f, o, r, z) are drawn on
             [0, 1], tanh gates (g, n) and h on [-1, 1], anything else (c) symmetric about 0.
@@ -401,50 +448,14 @@ def plot_gate_heatmap(
         The Figure. ``fig.axes`` holds the heat-map Axes, one per gate in the order of ``gates``,
         followed by their colour bars.
     """
-    _require_nonempty_dict(gates, "plot_gate_heatmap", "gate name -> (L, H)")
-    arrays: dict[str, np.ndarray] = {}
-    for name, g in gates.items():
-        arr = _to_array(g, f"plot_gate_heatmap: gate {name!r}")
-        if arr.ndim != 2:
-            raise ValueError(
-                f"plot_gate_heatmap: expected gate {name!r} with shape (L, H), got shape "
-                f"{arr.shape}; "
-                "select one layer and sequence first, e.g. rec[''][name][0, :, 0]"
-            )
-        arrays[str(name)] = arr
+    arrays = _gate_arrays(gates)
     lengths = {a.shape[0] for a in arrays.values()}
-    if len(lengths) != 1:
-        raise ValueError(
-            "plot_gate_heatmap: expected every gate to have the same length L, got lengths "
-            f"{sorted(lengths)}"
-        )
-    H = min(a.shape[1] for a in arrays.values())
-    if units is None:
-        idx = np.arange(H)
-    elif isinstance(units, (int, np.integer)) and not isinstance(units, bool):
-        if not 1 <= units <= H:
-            raise ValueError(f"plot_gate_heatmap: expected units between 1 and H={H}, got {units}")
-        idx = np.arange(int(units))
-    else:
-        idx = np.asarray(list(units), dtype=np.int64)
-        if idx.size == 0 or idx.min() < 0 or idx.max() >= H:
-            raise ValueError(
-                f"plot_gate_heatmap: expected unit indices in [0, {H}), got {list(idx)}"
-            )
-
+    idx = _unit_indices(units, min(a.shape[1] for a in arrays.values()))
     L = next(iter(lengths))
     n = len(arrays)
     fig, axes = plt.subplots(n, 1, figsize=(7.0, 1.2 + 1.6 * n), sharex=True, squeeze=False)
     for row, (ax, (name, arr)) in enumerate(zip(axes[:, 0], arrays.items())):
-        key = name.lower()
-        if key in _SIGMOID_GATES:
-            vmin, vmax, cmap = 0.0, 1.0, "viridis"
-        elif key in _TANH_ENTRIES:
-            vmin, vmax, cmap = -1.0, 1.0, "RdBu_r"
-        else:
-            bound = float(np.nanmax(np.abs(arr))) if np.isfinite(arr).any() else 1.0
-            bound = bound if bound > 0 else 1.0
-            vmin, vmax, cmap = -bound, bound, "RdBu_r"
+        vmin, vmax, cmap = _colour_scale(name, arr)
         # Transposed so time runs along x, as in every other time-series figure of the book.
         image = ax.imshow(
             arr[:, idx].T,
@@ -523,8 +534,7 @@ def plot_forecast(
         if len(times) != total:
             raise ValueError(
                 f"plot_forecast: expected t with {total} values (truth has {len(y_true)}, "
-                "prediction "
-                f"covers indices {offset}..{offset + len(y_pred) - 1}), got {len(times)}"
+                f"prediction covers indices {offset}..{offset + len(y_pred) - 1}), got {len(times)}"
             )
 
     ax = _new_axes(ax)
@@ -591,6 +601,26 @@ def _x_positions(values: list[Any]) -> tuple[np.ndarray, list[Any] | None]:
         return np.array([categories.index(v) for v in values], dtype=np.float64), categories
 
 
+def _seeds_and_mean(
+    ax: Axes,
+    gx: np.ndarray,
+    gy: np.ndarray,
+    shift: float,
+    log_x: bool,
+    label: str,
+    ls: str,
+    style: dict[str, Any],
+) -> None:
+    """One group of :func:`plot_seeds`: every seed a dot, the mean per x a line, all moved
+    sideways by ``shift`` (in log units on a log axis) so that groups do not overlap."""
+    at = np.exp(np.log(gx) + shift) if log_x else gx + shift
+    ax.scatter(at, gy, s=18, alpha=0.55, lw=0, **style)
+    levels = np.unique(gx)
+    means = np.array([gy[gx == v].mean() for v in levels])
+    line_x = np.exp(np.log(levels) + shift) if log_x else levels + shift
+    ax.plot(line_x, means, ls=ls, ms=6, mfc="white", label=label, **style)
+
+
 def plot_seeds(
     results: Any,
     x: str,
@@ -653,23 +683,8 @@ def plot_seeds(
     for k, (name, (color, ls)) in enumerate(zip(groups, _styles_for(groups))):
         shift = spread * gap * (k - (len(groups) - 1) / 2) / max(len(groups), 1)
         mine = np.array([n == name for n in names])
-        gx, gy = xs[mine], ys[mine]
-        at = np.exp(np.log(gx) + shift) if log_x else gx + shift
-        marker = _SEED_MARKERS[k % len(_SEED_MARKERS)]
-        ax.scatter(at, gy, color=color, marker=marker, s=18, alpha=0.55, lw=0)
-        levels = np.unique(gx)
-        means = np.array([gy[gx == v].mean() for v in levels])
-        line_x = np.exp(np.log(levels) + shift) if log_x else levels + shift
-        ax.plot(
-            line_x,
-            means,
-            color=color,
-            ls=ls,
-            marker=marker,
-            ms=6,
-            mfc="white",
-            label=f"{name} (mean)",
-        )
+        style = {"color": color, "marker": _SEED_MARKERS[k % len(_SEED_MARKERS)]}
+        _seeds_and_mean(ax, xs[mine], ys[mine], shift, log_x, f"{name} (mean)", ls, style)
     if baseline is not None:
         b_label, b_value = baseline if isinstance(baseline, tuple) else ("baseline", baseline)
         ax.axhline(float(b_value), color=COLORS["baseline"], ls="--", lw=1, label=str(b_label))

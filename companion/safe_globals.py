@@ -39,6 +39,14 @@ SAFE_CLASSES: tuple[type[nn.Module], ...] = (
 )
 
 
+#: Where chapter 12's classes lived before they had modules of their own: a model saved whole
+#: then names them there, and still loads.
+FORMER_PATHS: dict[type[nn.Module], str] = {
+    cls: f"companion.models.{cls.__name__}"
+    for cls in (models.MinGRU, models.MinLSTM, models.SLSTMCell, models.SLSTM)
+}
+
+
 def register() -> bool:
     """Add :data:`SAFE_CLASSES` to torch's weights-only allowlist; False where the installed torch
     has no ``add_safe_globals`` (before 2.4), whose ``torch.load`` needs ``weights_only=False`` to
@@ -47,4 +55,5 @@ def register() -> bool:
     if add is None:
         return False
     add(list(SAFE_CLASSES))
+    add(list(FORMER_PATHS.items()))  # (class, path) pairs: torch >= 2.5 matches them by path
     return True

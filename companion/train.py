@@ -14,33 +14,18 @@ backpropagation through time with a carried state (``stateful=True``), closure o
 L-BFGS, and a loud failure, with the weights untouched, when the loss or a gradient is not finite.
 Checkpoints live in :mod:`companion.checkpoints`; ``save_checkpoint`` and ``load_checkpoint`` are
 importable from here too.
-
-Batches
--------
-``train_data`` / ``val_data`` are any *re-iterable* of batches (a ``DataLoader``, a list). A batch
-is a tuple or list whose **last element is the target** ``y`` and whose other elements are the
-model's inputs:
-
-- ``(x, y)`` calls ``model(x)``;
-- ``(padded, lengths, y)`` or ``((padded, lengths), y)`` calls ``model(padded, lengths)``.
-
-A single batch of tensors such as ``(x, y)`` may be passed instead of an iterable (full-batch
-training, as chapter 7 does with L-BFGS). Every tensor of a batch is moved to the device with
-:func:`to_device`, lengths included: ``pack_padded_sequence`` wants its lengths on the CPU, so a
-model that receives lengths calls ``lengths.cpu()`` itself (cheap: they are ``N`` integers).
+How a batch reaches the model (the last element is the target) is :mod:`companion.batches`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import os
 import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, Union
@@ -51,8 +36,12 @@ from torch.nn.utils.rnn import PackedSequence
 from tqdm import tqdm
 
 from companion import distributed
-from companion._checks import check_int
+from companion._autocast import amp_setup, autocast
+from companion._checks import check_int, check_real, describe
+from companion.batches import as_batches, batch_size, detach_state, split_batch, to_device
 from companion.checkpoints import load_checkpoint, save_checkpoint
+from companion.device import model_device
+from companion.history import History
 
 __all__ = [
     "History",
@@ -72,237 +61,16 @@ DeviceLike = Union[str, torch.device, None]
 
 
 # --------------------------------------------------------------------------------------------------
-# History
-# --------------------------------------------------------------------------------------------------
-
-
-class History:
-    """What :func:`fit` records, one ``dict`` per epoch.
-
-    Each record has the keys ``epoch`` (1-based), ``train_loss``, ``val_loss`` (when validation
-    data was given), ``train_<metric>`` or ``val_<metric>`` for every metric, ``grad_norm`` (mean
-    total gradient norm before clipping), ``lr`` and ``time`` (seconds since training started).
-
-    ``history["train_loss"]`` is the list of values over epochs (NaN where a record lacks the key),
-    ``history[-1]`` the last record, ``len(history)`` the number of epochs recorded.
-    """
-
-    def __init__(
-        self, records: Iterable[Mapping[str, Any]] | None = None, interrupted: bool = False
-    ) -> None:
-        self.records: list[dict[str, Any]] = [dict(r) for r in (records or [])]
-        #: True when the last :func:`fit` that wrote to this history was stopped by Ctrl-C.
-        self.interrupted: bool = bool(interrupted)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.records)
-
-    def __getitem__(self, key: str | int) -> Any:
-        if isinstance(key, str):
-            if not any(key in r for r in self.records):
-                raise KeyError(f"History: no record has the key {key!r}; keys are {self.keys()}")
-            return [r.get(key, math.nan) for r in self.records]
-        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
-            return self.records[int(key)]  # numpy integers too: the package's one rule
-        raise TypeError(
-            f"History: expected a key (str) or an epoch position (int), got {type(key).__name__}"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, History):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    def __repr__(self) -> str:
-        flag = ", interrupted" if self.interrupted else ""
-        return f"History({len(self)} epochs, keys={self.keys()}{flag})"
-
-    def keys(self) -> list[str]:
-        """All keys that occur in some record, in first-seen order."""
-        seen: dict[str, None] = {}
-        for record in self.records:
-            seen.update(dict.fromkeys(record))
-        return list(seen)
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        """Add the record of one epoch."""
-        self.records.append(dict(record))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (dicts, lists, str, int, float, bool) that ``torch.load(weights_only=True)``
-        and ``json`` both accept."""
-        return {
-            "records": [{str(k): _plain_number(v, k) for k, v in r.items()} for r in self.records],
-            "interrupted": bool(self.interrupted),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> History:
-        """Inverse of :meth:`to_dict`."""
-        if not isinstance(data, Mapping) or not isinstance(data.get("records"), list):
-            raise ValueError(
-                f"History.from_dict: expected a dict with a 'records' list, got {_describe(data)}"
-            )
-        return cls(data["records"], interrupted=bool(data.get("interrupted", False)))
-
-    def plot(self, ax: Any = None, log: bool = False, label: str | None = None) -> Any:
-        """Draw the loss curves with :func:`companion.plots.plot_history`; returns what it returns.
-
-        ``label`` (e.g. ``"LSTM"``) names the model in the legend and gives both curves its colour,
-        so several histories can share one Axes."""
-        from companion import plots  # lazy: importing matplotlib is slow and training needs none
-
-        return plots.plot_history(self, ax=ax, log=log, label=label)
-
-
-def _plain_number(value: Any, key: str) -> int | float | str | bool:
-    if isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, Tensor):
-        return value.item()
-    try:
-        return float(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"History: expected a number for {key!r}, got {_describe(value)}") from err
-
-
-# --------------------------------------------------------------------------------------------------
 # Small helpers: devices, states, batches
 # --------------------------------------------------------------------------------------------------
 
 
-def to_device(obj: Any, device: DeviceLike) -> Any:
-    """Move every tensor inside ``obj`` (a tensor, ``PackedSequence``, or a tuple, list or dict
-    nesting them) to ``device``; anything else is returned unchanged.
-
-    All tensors move, lengths included; see the module docstring for packed sequences.
-    """
-    device = torch.device(device) if device is not None else None
-    if device is None:
-        return obj
-    if isinstance(obj, Tensor):
-        # non_blocking only host -> GPU: a GPU -> host copy must finish before the CPU reads it.
-        return obj.to(device, non_blocking=device.type == "cuda" and obj.device.type == "cpu")
-    if isinstance(obj, PackedSequence):
-        return obj.to(device)  # keeps batch_sizes on the CPU, as torch requires
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # namedtuple
-        return type(obj)(*(to_device(o, device) for o in obj))
-    if isinstance(obj, (tuple, list)):
-        return type(obj)(to_device(o, device) for o in obj)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    return obj
-
-
-def detach_state(state: Any) -> Any:
-    """Cut the autograd history of a recurrent state, keeping its values.
-
-    Truncated BPTT carries the last state of one chunk into the next; detaching it stops the
-    backward pass at the chunk boundary instead of running back to the start of the sequence.
-
-    Args:
-        state: ``None``, a tensor such as ``h`` of shape ``(num_layers, N, H)``, or a tuple, list
-            or dict of them such as an LSTM's ``(h, c)``.
-
-    Returns:
-        The same structure with every tensor detached (``None`` stays ``None``).
-    """
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return state.detach()
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(detach_state(s) for s in state))
-    if isinstance(state, (tuple, list)):
-        return type(state)(detach_state(s) for s in state)
-    if isinstance(state, dict):
-        return {k: detach_state(v) for k, v in state.items()}
-    raise TypeError(
-        f"detach_state: expected a tensor, a tuple/list/dict of tensors or None, "
-        f"got {type(state).__name__}"
-    )
-
-
-def _describe(obj: Any) -> str:
-    if isinstance(obj, Tensor):
-        return f"a tensor of shape {tuple(obj.shape)}"
-    if isinstance(obj, (tuple, list)):
-        return f"a {type(obj).__name__} of length {len(obj)}"
-    return f"a {type(obj).__name__}"
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter (or buffer); the CPU for a model with neither."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
 def _resolve_device(model: nn.Module, device: DeviceLike) -> torch.device:
     if device is None:
-        return _model_device(model)
+        return model_device(model)
     device = torch.device(device)
     model.to(device)
     return device
-
-
-def _as_batches(data: Any, where: str, name: str, epochs: int = 1) -> Iterable[Any]:
-    if data is None:
-        raise TypeError(f"{where}: expected {name} to be an iterable of (x, y) batches, got None")
-    # A tuple/list of tensors cannot be a list of batches (a batch is a pair), so it is one batch.
-    if (
-        isinstance(data, (tuple, list))
-        and len(data) >= 2
-        and all(isinstance(d, Tensor) for d in data)
-    ):
-        return [data]
-    if isinstance(data, Tensor):
-        raise TypeError(
-            f"{where}: expected {name} to be (x, y) or an iterable of (x, y) batches, "
-            f"got {_describe(data)} (where is the target?)"
-        )
-    if not isinstance(data, Iterable):
-        raise TypeError(
-            f"{where}: expected {name} to be an iterable of (x, y) batches, got {_describe(data)}"
-        )
-    if epochs > 1 and isinstance(data, Iterator):
-        raise TypeError(
-            f"{where}: expected {name} to be re-iterable (a list or DataLoader), got "
-            f"an iterator ({type(data).__name__}), which the first epoch would exhaust"
-        )
-    return data
-
-
-def _split_batch(batch: Any, where: str) -> tuple[tuple[Any, ...], Any]:
-    """``(x1, ..., xk, y)`` -> ``((x1, ..., xk), y)``; ``((x1, ..., xk), y)`` likewise."""
-    if not isinstance(batch, (tuple, list)) or isinstance(batch, PackedSequence) or len(batch) < 2:
-        raise TypeError(
-            f"{where}: expected each batch to be (x, y) or (x1, ..., xk, y), got {_describe(batch)}"
-        )
-    *inputs, target = batch
-    if (
-        len(inputs) == 1
-        and isinstance(inputs[0], (tuple, list))
-        and not isinstance(inputs[0], PackedSequence)
-    ):
-        inputs = list(inputs[0])
-    return tuple(inputs), target
-
-
-def _batch_size(y: Any) -> int:
-    """Number of samples in a target, to weight per-batch means: its first dimension."""
-    if isinstance(y, PackedSequence):
-        return int(y.batch_sizes[0])
-    if isinstance(y, Tensor):
-        return int(y.shape[0]) if y.ndim > 0 else 1
-    if isinstance(y, (tuple, list)) and y:
-        return _batch_size(y[0])
-    return 1
 
 
 def _add_note(err: BaseException, note: str) -> None:
@@ -356,7 +124,7 @@ def _forward(
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         raise TypeError(
             f"{where}: stateful=True expects model(x, state) to return "
-            f"(prediction, state), got {_describe(out)}"
+            f"(prediction, state), got {describe(out)}"
         )
     return out[0], out[1]
 
@@ -364,13 +132,13 @@ def _forward(
 def _scalar(value: Any, what: str) -> float:
     if isinstance(value, Tensor):
         if value.numel() != 1:
-            raise ValueError(f"expected {what} to be a scalar, got {_describe(value)}")
+            raise ValueError(f"expected {what} to be a scalar, got {describe(value)}")
         return float(value.item())
     try:
         return float(value)
     except (TypeError, ValueError) as err:
         raise TypeError(
-            f"expected {what} to be a number or a scalar tensor, got {_describe(value)}"
+            f"expected {what} to be a number or a scalar tensor, got {describe(value)}"
         ) from err
 
 
@@ -392,60 +160,6 @@ def _check_metrics(metrics: Mapping[str, Metric] | None, where: str) -> dict[str
             f"{where}: expected metrics to be a dict of name -> callable(pred, y), got {metrics!r}"
         )
     return dict(metrics)
-
-
-# --------------------------------------------------------------------------------------------------
-# Mixed precision
-# --------------------------------------------------------------------------------------------------
-
-
-def _make_grad_scaler() -> Any:
-    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
-        return torch.amp.GradScaler("cuda")
-    return torch.cuda.amp.GradScaler()  # pragma: no cover - old torch
-
-
-def _amp_setup(
-    amp: bool | torch.dtype, device: torch.device, use_closure: bool
-) -> tuple[torch.dtype | None, Any]:
-    """The autocast dtype (``None``: float32) and the ``GradScaler`` (float16 only) for ``amp``."""
-    if amp is False or amp is None:
-        return None, None
-    if amp is True:
-        dtype = None
-    elif amp in (torch.float16, torch.bfloat16):
-        dtype = amp
-    else:
-        raise TypeError(
-            f"fit: expected amp to be True, False, torch.bfloat16 or torch.float16, got {amp!r}"
-        )
-    if device.type != "cuda":
-        # CPU autocast to bfloat16 exists, but it is slow for recurrent layers on most CPUs and
-        # changes the numbers the book prints; float32 keeps CPU runs exact and comparable.
-        warnings.warn(
-            f"fit: amp=True has an effect on CUDA only; training in float32 on {device}",
-            UserWarning,
-            stacklevel=3,
-        )
-        return None, None
-    if use_closure:
-        # L-BFGS line searches compare losses to a few digits: low precision breaks them.
-        warnings.warn(
-            "fit: amp is not used with closure optimizers such as L-BFGS; training in float32",
-            UserWarning,
-            stacklevel=3,
-        )
-        return None, None
-    if dtype is None:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    # bfloat16 has float32's exponent range, so only float16 needs loss scaling.
-    return dtype, (_make_grad_scaler() if dtype == torch.float16 else None)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -471,17 +185,20 @@ class _Run:
     metrics: dict[str, Metric]
     replicas: distributed.Replicas  # the processes training this model: one, or DDP's ranks
 
+    @property
+    def evaluation(self) -> dict[str, Any]:
+        """The arguments of :func:`evaluate` that validation takes from the run."""
+        return {"metrics": self.metrics, "device": self.device, "stateful": self.stateful}
+
 
 def _check_clip(clip_grad_norm: Any) -> float | None:
     if clip_grad_norm is None:
         return None
-    is_number = isinstance(clip_grad_norm, numbers.Real) and not isinstance(clip_grad_norm, bool)
-    if not is_number or not math.isfinite(clip_grad_norm) or clip_grad_norm <= 0:
-        raise ValueError(
-            f"fit: expected clip_grad_norm to be a positive number or None, got "
-            f"{type(clip_grad_norm).__name__} {clip_grad_norm!r}"
-        )
-    return float(clip_grad_norm)
+    rule = "a positive number or None"
+    return check_real("fit", "clip_grad_norm", clip_grad_norm, low=0, low_open=True, rule=rule)
+
+
+_NOTHING = object()  # what next() returns from an iterator with no batch
 
 
 def _check_not_empty(data: Iterable[Any], name: str) -> None:
@@ -492,9 +209,6 @@ def _check_not_empty(data: Iterable[Any], name: str) -> None:
         empty = next(iter(data), _NOTHING) is _NOTHING
     if empty:
         raise ValueError(f"fit: {name} yielded no batches; expected at least one")
-
-
-_NOTHING = object()
 
 
 def _parameter_names(model: nn.Module, params: list[nn.Parameter]) -> list[str]:
@@ -530,27 +244,27 @@ def _prepare_run(
             "optimizer (L-BFGS): its line search compares each rank's own loss, so the ranks "
             "would take different steps. Train full-batch on one process"
         )
-    amp_dtype, scaler = _amp_setup(amp, device, use_closure)
+    amp_dtype, scaler = amp_setup(amp, device, use_closure)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     names = _parameter_names(distributed.unwrap(model), params)
     return _Run(
-        model,
-        loss_fn,
-        optimizer,
-        params,
-        names,
-        device,
-        amp_dtype,
-        scaler,
-        clip,
-        stateful,
-        use_closure,
-        metrics,
-        replicas,
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        params=params,
+        param_names=names,
+        device=device,
+        amp_dtype=amp_dtype,
+        scaler=scaler,
+        clip=clip,
+        stateful=stateful,
+        use_closure=use_closure,
+        metrics=metrics,
+        replicas=replicas,
     )
 
 
-def _grad_norm(run: _Run, where: str) -> Tensor:
+def _grad_norm(run: _Run, at: str) -> Tensor:
     """Total 2-norm of all gradients before clipping, clipping them to ``run.clip`` if set.
 
     Unless a ``GradScaler`` skips such steps itself, a non-finite norm raises (see
@@ -565,10 +279,10 @@ def _grad_norm(run: _Run, where: str) -> Tensor:
         except RuntimeError as err:
             if "non-finite" not in str(err):
                 raise
-            raise _nonfinite_grads(run, _total_norm(grads).item(), where) from None
+            raise _nonfinite_grads(run, _total_norm(grads).item(), at) from None
     norm = _total_norm(grads)
     if check and not torch.isfinite(norm):
-        raise _nonfinite_grads(run, norm.item(), where)
+        raise _nonfinite_grads(run, norm.item(), at)
     return norm
 
 
@@ -577,35 +291,35 @@ def _total_norm(grads: list[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(norms), 2.0)
 
 
-def _nonfinite_grads(run: _Run, norm: float, where: str) -> FloatingPointError:
+def _nonfinite_grads(run: _Run, norm: float, at: str) -> FloatingPointError:
     bad = [
         name
         for p, name in zip(run.params, run.param_names)
         if p.grad is not None and not torch.isfinite(p.grad).all()
     ]
     return FloatingPointError(
-        f"fit: the gradient norm became {norm} at {where}, with non-finite gradients in "
+        f"fit: the gradient norm became {norm} at {at}, with non-finite gradients in "
         f"{', '.join(bad) or 'no single parameter (the sum overflowed)'}; the weights are as they "
         f"were before this step. Look for an operation without a finite derivative at some input "
         f"(sqrt or log at 0), or try a lower learning rate or clip_grad_norm=1.0"
     )
 
 
-def _nonfinite_loss(value: float | str, where: str, clip: float | None) -> FloatingPointError:
+def _nonfinite_loss(value: float | str, at: str, clip: float | None) -> FloatingPointError:
     advice = (
         "try a lower learning rate"
         if clip is not None
         else "try a lower learning rate or clip_grad_norm=1.0"
     )
-    return FloatingPointError(f"fit: the training loss became {value} at {where}; {advice}")
+    return FloatingPointError(f"fit: the training loss became {value} at {at}; {advice}")
 
 
 def _forward_loss(
-    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, where: str
+    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, at: str
 ) -> tuple[Tensor, float, Any, Any]:
     """Zero the grads, run the model on one batch, and refuse a non-finite loss."""
     run.optimizer.zero_grad(set_to_none=True)
-    with _autocast(run.device, run.amp_dtype):
+    with autocast(run.device, run.amp_dtype):
         pred, new_state = _forward(run.model, inputs, state, run.stateful, "fit")
         with _blame("loss_fn"):
             loss = run.loss_fn(pred, y)
@@ -613,13 +327,13 @@ def _forward_loss(
     bad = run.replicas.first_nonfinite(value)  # every rank refuses, or none: see distributed
     if bad is not None:
         if run.replicas.world_size > 1:
-            where = f"{where} on rank {bad} of {run.replicas.world_size}"
-        raise _nonfinite_loss(value if bad == run.replicas.rank else "non-finite", where, run.clip)
+            at = f"{at} on rank {bad} of {run.replicas.world_size}"
+        raise _nonfinite_loss(value if bad == run.replicas.rank else "non-finite", at, run.clip)
     return loss, value, pred, new_state
 
 
 def _train_step(
-    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, where: str
+    run: _Run, inputs: tuple[Any, ...], y: Any, state: Any, at: str
 ) -> tuple[float, Any, Any, Tensor]:
     """One optimizer step on one batch: with a closure (L-BFGS), a ``GradScaler`` (float16), or
     plainly. Returns the loss, the prediction, the model's new state and the gradient norm.
@@ -631,9 +345,9 @@ def _train_step(
         evaluations: list[tuple[float, Any, Any, Tensor]] = []
 
         def step_closure() -> Tensor:
-            loss, value, pred, new_state = _forward_loss(run, inputs, y, state, where)
+            loss, value, pred, new_state = _forward_loss(run, inputs, y, state, at)
             loss.backward()
-            evaluations.append((value, pred, new_state, _grad_norm(run, where)))
+            evaluations.append((value, pred, new_state, _grad_norm(run, at)))
             return loss
 
         before = [p.detach().clone() for p in run.params]
@@ -644,20 +358,20 @@ def _train_step(
                 for p, saved in zip(run.params, before):
                     p.copy_(saved)
             raise
-        value, pred, _, norm = evaluations[0]  # the loss and norm where the step started
-        return value, pred, evaluations[-1][2], norm  # the state where it ended
+        value, pred, _, norm = evaluations[0]  # the loss and norm at the step started
+        return value, pred, evaluations[-1][2], norm  # the state at it ended
 
-    loss, value, pred, new_state = _forward_loss(run, inputs, y, state, where)
+    loss, value, pred, new_state = _forward_loss(run, inputs, y, state, at)
     if run.scaler is not None:
         run.scaler.scale(loss).backward()
         run.scaler.unscale_(run.optimizer)  # so the norm and the clipping see true grads
-        norm = _grad_norm(run, where)
+        norm = _grad_norm(run, at)
         with _sigint_deferred():  # all parameters stepped, or none
             run.scaler.step(run.optimizer)  # skipped if the grads overflowed
             run.scaler.update()
     else:
         loss.backward()
-        norm = _grad_norm(run, where)
+        norm = _grad_norm(run, at)
         with _sigint_deferred():  # all parameters stepped, or none
             run.optimizer.step()
     return value, pred, new_state, norm
@@ -682,8 +396,21 @@ def _short_batch_hint(
         ) from err
 
 
+@dataclass
+class _Cursor:
+    """Where the loop is (epoch, batch, phase), for the messages of an interrupted or failed run."""
+
+    epoch: int
+    batch: int = -1
+    phase: str = "training"
+
+    def describe(self) -> str:
+        at = f"batch {self.batch}" if self.phase == "training" else self.phase
+        return f"epoch {self.epoch} ({at})"
+
+
 def _train_epoch(
-    run: _Run, train_data: Iterable[Any], epoch: int, progress: _Progress, with_metrics: bool
+    run: _Run, train_data: Iterable[Any], epoch: int, cursor: _Cursor, with_metrics: bool
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """One pass over ``train_data``: the epoch's losses and metrics, and its step statistics
     (mean gradient norm, learning rate), which go after the validation scores in the record."""
@@ -695,10 +422,10 @@ def _train_epoch(
     distributed.start_epoch(train_data, epoch)
     # Epochs and batches are counted from 1 in every message, as in History and the progress bar.
     for index, batch in enumerate(train_data, start=1):
-        progress.batch = index
-        inputs, y = _split_batch(batch, "fit")
+        cursor.batch = index
+        inputs, y = split_batch(batch, "fit")
         inputs, y = to_device(inputs, run.device), to_device(y, run.device)
-        n = _batch_size(y)
+        n = batch_size(y)
         with _short_batch_hint(run.stateful, n, previous, index, "fit"):
             value, pred, new_state, norm = _train_step(
                 run, inputs, y, state, f"epoch {epoch}, batch {index}"
@@ -728,24 +455,11 @@ def _train_epoch(
     return record, steps
 
 
-@dataclass
-class _Progress:
-    """Where the loop is, for the messages of an interrupted or failed run."""
-
-    epoch: int
-    batch: int = -1
-    phase: str = "training"
-
-    def describe(self) -> str:
-        at = f"batch {self.batch}" if self.phase == "training" else self.phase
-        return f"epoch {self.epoch} ({at})"
-
-
-def _interrupted(err: KeyboardInterrupt, history: History, where: _Progress, done: int) -> None:
+def _interrupted(err: KeyboardInterrupt, history: History, cursor: _Cursor, done: int) -> None:
     """Say what a Ctrl-C left behind, and attach the history to the KeyboardInterrupt."""
     err.history = history  # type: ignore[attr-defined]
     print(
-        f"fit: interrupted in {where.describe()}, at a step boundary (the model holds the "
+        f"fit: interrupted in {cursor.describe()}, at a step boundary (the model holds the "
         f"weights of the last whole step); the history of the {done} completed "
         f"epoch{'s' if done != 1 else ''} is the exception's .history and the history passed "
         f"in (history.interrupted = True)",
@@ -786,7 +500,7 @@ def fit(
             returning the prediction; with ``stateful=True`` called as ``model(x, state)`` and
             returning ``(prediction, state)``.
         train_data: re-iterable of batches ``(x, y)``, e.g. a ``DataLoader`` yielding
-            x ``(N, L, H_in)`` and y ``(N, ...)``; or a single batch ``(x, y)`` of tensors.
+            x ``(N, T, H_in)`` and y ``(N, ...)``; or a single batch ``(x, y)`` of tensors.
         loss_fn: ``loss_fn(prediction, y) -> scalar tensor``, a batch mean (``nn.MSELoss()``).
         optimizer: any ``torch.optim`` optimizer; ``torch.optim.LBFGS`` is stepped with a closure.
         epochs: number of passes over ``train_data`` (an int >= 0).
@@ -856,69 +570,92 @@ def fit(
     run = _prepare_run(
         model, optimizer, loss_fn, clip_grad_norm, device, metrics, stateful, amp, closure, ddp
     )
-    train_data = _as_batches(train_data, "fit", "train_data", epochs)
+    train_data, val_data = _check_data(train_data, val_data, epochs)
+    with _Session(model, history, epochs, progress and run.replicas.is_main) as session:
+        for epoch in session.epochs():
+            record, steps = _train_epoch(run, train_data, epoch, session.cursor, val_data is None)
+            if val_data is not None:
+                session.cursor.phase = "validation"
+                scores = evaluate(run.model, val_data, loss_fn=loss_fn, **run.evaluation)
+                record.update({f"val_{k}": v for k, v in scores.items()})
+            record.update(steps)  # grad_norm and lr after the scores: History.keys() shows them
+            if scheduler is not None:
+                session.cursor.phase = "the scheduler step"
+                with _sigint_deferred():
+                    _step_scheduler(scheduler, record)
+            session.log(record)
+    return session.history
+
+
+def _check_data(
+    train_data: Any, val_data: Any, epochs: int
+) -> tuple[Iterable[Any], Iterable[Any] | None]:
+    """Both data sets as re-iterables of batches, each holding at least one batch."""
+    train_data = as_batches(train_data, "fit", "train_data", epochs)
     if val_data is not None:
-        val_data = _as_batches(val_data, "fit", "val_data", epochs)
+        val_data = as_batches(val_data, "fit", "val_data", epochs)
         _check_not_empty(val_data, "val_data")
     if epochs:
         _check_not_empty(train_data, "train_data")
+    return train_data, val_data
 
-    history = History() if history is None else history
-    history.interrupted = False
-    epoch_offset = int(history[-1]["epoch"]) if len(history) else 0
-    time_offset = float(history[-1].get("time", 0.0)) if len(history) else 0.0
-    start = time.perf_counter()
-    was_training = model.training
-    # 80 columns, the width of the book's pages: tqdm narrows the bar to fit.
-    shown = progress and run.replicas.is_main  # one bar, not one per rank
-    bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not shown, ncols=80)
-    where = _Progress(epoch_offset)
-    try:
-        for epoch in range(epoch_offset + 1, epoch_offset + epochs + 1):
-            where.epoch, where.phase = epoch, "training"
-            record, steps = _train_epoch(run, train_data, epoch, where, val_data is None)
-            if val_data is not None:
-                where.phase = "validation"
-                scores = evaluate(
-                    run.model,
-                    val_data,
-                    loss_fn=loss_fn,
-                    metrics=run.metrics,
-                    device=run.device,
-                    stateful=stateful,
-                )
-                record.update({f"val_{k}": v for k, v in scores.items()})
-            record.update(steps)
-            if scheduler is not None:
-                where.phase = "the scheduler step"
-                with _sigint_deferred():
-                    _step_scheduler(scheduler, record)
-            record["time"] = time_offset + time.perf_counter() - start
-            history.append(record)
-            losses = {"loss": record["train_loss"], "val_loss": record.get("val_loss")}
-            postfix = {k: f"{v:.3g}" for k, v in losses.items() if v is not None}
-            bar.set_postfix(postfix, refresh=False)
-            bar.update(1)
-    except KeyboardInterrupt as err:
-        history.interrupted = True
-        bar.close()
-        _interrupted(err, history, where, len(history) - epoch_offset)
-        raise
-    except Exception as err:
-        with contextlib.suppress(AttributeError):  # a few C-level exceptions take no attributes
-            err.history = history  # type: ignore[attr-defined]
-        done = len(history) - epoch_offset
-        _add_note(
-            err,
-            f"fit: in {where.describe()}; the history of the {done} completed "
-            f"epoch{'s' if done != 1 else ''} is kept (the exception's .history, and the "
-            f"history passed in)",
-        )
-        raise
-    finally:
-        bar.close()
-        model.train(was_training)
-    return history
+
+class _Session:
+    """The bookkeeping around :func:`fit`'s loop, so that the loop can be the function.
+
+    It continues ``history`` (epochs and times from its last record), draws the progress bar,
+    knows where the loop is (:class:`_Cursor`), and on the way out puts the model back in the
+    mode it came in and says what an error or a Ctrl-C left: the history is kept on the
+    exception, and a Ctrl-C marks it ``interrupted``.
+    """
+
+    def __init__(self, model: nn.Module, history: History | None, epochs: int, shown: bool):
+        self.model, self.was_training = model, model.training
+        self.history = History() if history is None else history
+        self.history.interrupted = False
+        last = self.history[-1] if len(self.history) else {}
+        self.first_epoch = int(last["epoch"]) + 1 if last else 1
+        self.time_offset = float(last.get("time", 0.0))
+        self.n_epochs = epochs
+        self.cursor = _Cursor(self.first_epoch - 1)
+        # 80 columns, the width of the book's pages: tqdm narrows the bar to fit.
+        self.bar = tqdm(total=epochs, desc="fit", unit="epoch", disable=not shown, ncols=80)
+        self.start = time.perf_counter()
+
+    def __enter__(self) -> _Session:
+        return self
+
+    def epochs(self) -> Iterator[int]:
+        """The numbers of the epochs to run, 1-based and continuing the history."""
+        for epoch in range(self.first_epoch, self.first_epoch + self.n_epochs):
+            self.cursor.epoch, self.cursor.phase = epoch, "training"
+            yield epoch
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Stamp ``record`` with the training time so far, keep it, and show its losses."""
+        record["time"] = self.time_offset + time.perf_counter() - self.start
+        self.history.append(record)
+        losses = {"loss": record["train_loss"], "val_loss": record.get("val_loss")}
+        shown = {k: f"{v:.3g}" for k, v in losses.items() if v is not None}
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(1)
+
+    def __exit__(self, kind: Any, err: BaseException | None, traceback: Any) -> None:
+        self.bar.close()
+        self.model.train(self.was_training)
+        done = len(self.history) - (self.first_epoch - 1)
+        if isinstance(err, KeyboardInterrupt):
+            self.history.interrupted = True
+            _interrupted(err, self.history, self.cursor, done)
+        elif isinstance(err, Exception):
+            with contextlib.suppress(AttributeError):  # a few C-level exceptions take none
+                err.history = self.history  # type: ignore[attr-defined]
+            _add_note(
+                err,
+                f"fit: in {self.cursor.describe()}; the history of the {done} completed "
+                f"epoch{'s' if done != 1 else ''} is kept (the exception's .history, and the "
+                f"history passed in)",
+            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -948,7 +685,7 @@ def evaluate(
     """
     where = "evaluate"
     metrics = _check_metrics(metrics, where)
-    batches = _as_batches(data, where, "data")
+    batches = as_batches(data, where, "data")
     device = _resolve_device(model, device)
     was_training = model.training
     model.eval()
@@ -958,9 +695,9 @@ def evaluate(
         with torch.no_grad():
             state, previous = None, None
             for index, batch in enumerate(batches):
-                inputs, y = _split_batch(batch, where)
+                inputs, y = split_batch(batch, where)
                 inputs, y = to_device(inputs, device), to_device(y, device)
-                n = _batch_size(y)
+                n = batch_size(y)
                 with _short_batch_hint(stateful, n, previous, index, where):
                     pred, new_state = _forward(model, inputs, state, stateful, where)
                 previous = n
@@ -990,8 +727,8 @@ def _predict_inputs(batch: Any) -> tuple[Any, ...]:
             return tuple(only)
         return (only,)
     if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return _split_batch(batch, "predict")[0]
-    raise TypeError(f"predict: expected each batch to be x, (x,) or (x, y), got {_describe(batch)}")
+        return split_batch(batch, "predict")[0]
+    raise TypeError(f"predict: expected each batch to be x, (x,) or (x, y), got {describe(batch)}")
 
 
 def predict(
@@ -1008,14 +745,14 @@ def predict(
         model: as in :func:`fit`. If it returns a tuple (``nn.LSTM`` returns
             ``(output, (h_n, c_n))``, a stateful model ``(prediction, state)``), its first element
             is the prediction.
-        x_or_data: one input tensor, e.g. ``(N, L, H_in)``, or an iterable of batches, each ``x``,
+        x_or_data: one input tensor, e.g. ``(N, T, H_in)``, or an iterable of batches, each ``x``,
             ``(x,)`` (a ``DataLoader`` over ``TensorDataset(x)``) or ``(x, y)`` whose ``y`` is
             ignored. A tuple/list batch of two or more elements follows :func:`fit`'s rule (last
             element is the target), so inputs such as ``(padded, lengths)`` come as
             ``((padded, lengths),)`` or ``((padded, lengths), y)``.
         device: as in :func:`fit`.
         stateful: carry the (detached) state from batch to batch, starting from ``None``.
-        dim: the dimension to concatenate batches along (``1`` for time-major ``(L, N, ...)``).
+        dim: the dimension to concatenate batches along (``1`` for time-major ``(T, N, ...)``).
 
     Returns:
         The predictions of all batches concatenated along ``dim``, on the CPU.
@@ -1038,7 +775,7 @@ def predict(
                         pred = pred[0]
                 if not isinstance(pred, Tensor):
                     raise TypeError(
-                        f"predict: expected the model to return a tensor, got {_describe(pred)}"
+                        f"predict: expected the model to return a tensor, got {describe(pred)}"
                     )
                 outputs.append(pred.detach().cpu())
     finally:

@@ -20,9 +20,10 @@ import bench  # benchmarks/bench.py, on pytest's pythonpath (pyproject.toml)
 import matplotlib
 import pytest
 import torch
+import variants  # benchmarks/variants.py, likewise
 from torch import nn
 
-from companion import benchmark
+from companion import benchmark, models
 from companion.book import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,13 +117,13 @@ def test_ratios_are_to_torch_nn_at_the_same_shape(tiny_results):
 def test_cuda_only_variants_are_not_run_on_a_cpu(tiny_results):
     results = benchmark.load_results(tiny_results[0], refuse=False)
     assert all(r["precision"] == "float32" for r in results["forward_backward"])
-    pairs = bench._pairs(torch.device("cuda"), ["torch.nn", "companion+cudagraphs"])
+    pairs = bench.pairs(torch.device("cuda"), ["torch.nn", "companion+cudagraphs"])
     assert ("companion+cudagraphs", "float32") in pairs and ("torch.nn", "bf16-autocast") in pairs
-    assert bench._pairs(torch.device("cpu"), ["torch.nn", "companion+cudagraphs"]) == [
+    assert bench.pairs(torch.device("cpu"), ["torch.nn", "companion+cudagraphs"]) == [
         ("torch.nn", "float32")
     ]
     with pytest.raises(RuntimeError, match="CUDA"):
-        bench.build_layer("companion+cudagraphs", "LSTM", nn.LSTM(3, 4), torch.randn(2, 1, 3))
+        variants.build_layer("companion+cudagraphs", "LSTM", nn.LSTM(3, 4), torch.randn(2, 1, 3))
 
 
 def test_compiled_layer_recompiles_at_every_new_length_and_the_fused_one_never(tiny_results):
@@ -142,15 +143,15 @@ def test_naive_and_bare_layers_match_torch_nn(kind):
     reference = getattr(nn, kind)(3, 5)
     x = torch.randn(7, 2, 3)
     expected, expected_state = reference(x)
-    for cls in (bench.NaiveLayer, bench.BareLayer):
+    for cls in (variants.NaiveLayer, variants.BareLayer):
         out, state = cls(kind, reference)(x)
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
-    out, state = bench.NaiveLayer(kind, reference)(x)
+    out, state = variants.NaiveLayer(kind, reference)(x)
     if kind == "LSTM":
         torch.testing.assert_close(state[1], expected_state[1], rtol=1e-5, atol=1e-6)
-    folded = bench.GATES[kind] * 5 if kind != "GRU" else 2 * 5
+    folded = models.GATE_BLOCKS[kind.lower()] * 5 if kind != "GRU" else 2 * 5
     assert (
-        sum(p.numel() for p in bench.NaiveLayer(kind, reference).parameters())
+        sum(p.numel() for p in variants.NaiveLayer(kind, reference).parameters())
         == sum(p.numel() for p in reference.parameters()) - folded
     )
 
@@ -165,11 +166,11 @@ def test_time_interleaved_rotates_the_order():
 
 def test_out_paths_name_the_thread_count(tmp_path):
     cpu = torch.device("cpu")
-    assert bench._out_path(None, cpu, 2, True, "full").name == "11_bench_cpu_t2.json"
-    assert bench._out_path(None, cpu, 1, False, "full").name == "11_bench_cpu_t1.json"
-    assert bench._out_path(None, cpu, 1, False, "quick") is None
-    assert bench._out_path(str(tmp_path / "r.json"), cpu, 2, True, "quick").name == "r_t2.json"
-    assert bench._out_path(str(tmp_path / "r.json"), cpu, 2, False, "quick").name == "r.json"
+    assert bench.out_path(None, cpu, 2, True, "full").name == "11_bench_cpu_t2.json"
+    assert bench.out_path(None, cpu, 1, False, "full").name == "11_bench_cpu_t1.json"
+    assert bench.out_path(None, cpu, 1, False, "quick") is None
+    assert bench.out_path(str(tmp_path / "r.json"), cpu, 2, True, "quick").name == "r_t2.json"
+    assert bench.out_path(str(tmp_path / "r.json"), cpu, 2, False, "quick").name == "r.json"
 
 
 def _row(variant, length, median, spread=0.05, kind="LSTM", batch=8, hidden=256, share=0.99):
@@ -205,7 +206,7 @@ def _finish(results, load=(0.3, 0.2, 0.1), others=0.02):
     }
     results["contention"].update(benchmark._contention_summaries(results))
     if results["layout"] == "bench":
-        bench._add_ratios(
+        bench.add_ratios(
             results["forward_backward"],
             ("group", "kind", "batch", "length", "input_size", "hidden_size"),
         )

@@ -250,7 +250,7 @@ def test_spectral_radius_errors() -> None:
         spectral_radius([[1.0]])
     with pytest.raises(ValueError, match="radius 0"):
         scale_to_spectral_radius(torch.zeros(3, 3), 0.9)
-    with pytest.raises(ValueError, match="finite rho >= 0"):
+    with pytest.raises(ValueError, match="expected rho to be a finite number >= 0, got -1.0"):
         scale_to_spectral_radius(torch.eye(3), -1.0)
     with pytest.raises(ValueError, match="square"):
         scale_to_spectral_radius(np.zeros((2, 3)), 1.0)

@@ -94,7 +94,7 @@ def leftovers(folder: Path) -> list[str]:
 def test_fetch_whole_and_checked(server, tmp_path):
     digest = hashlib.sha256(ARCHIVE).hexdigest()
     got = fetch(
-        f"{server}/whole/a.tar.gz", tmp_path / "a.tar.gz", owner="t", digests={"sha256": digest}
+        f"{server}/whole/a.tar.gz", tmp_path / "a.tar.gz", where="t", digests={"sha256": digest}
     )
     assert got.read_bytes() == ARCHIVE and leftovers(tmp_path) == ["a.tar.gz"]
 

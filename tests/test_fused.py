@@ -10,6 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import companion.models as cm
 from companion import fused
+from companion.models import ShapeError
 
 CASES = [
     ("LSTM", {}),
@@ -132,10 +133,13 @@ def test_unsupported_layers_and_inputs_are_refused_clearly():
         fast(torch.randn(5, 2, 3))
     fast.eval()
     assert fast(torch.randn(5, 2, 3))[0].shape == (5, 2, 4)
-    with pytest.raises(ValueError, match=r"expected input \(L, N, 3\)"):
+    # The same checks, and errors, as the twins: ShapeError for shapes, an empty sequence too.
+    with pytest.raises(ShapeError, match=r"FusedLayer: expected input with input_size=3 features"):
         fast(torch.randn(5, 2, 6))
-    with pytest.raises(ValueError, match=r"initial state of shape \(2, 2, 4\)"):
+    with pytest.raises(ShapeError, match=r"FusedLayer: expected h_0 of shape \(2, 2, 4\)"):
         fast(torch.randn(5, 2, 3), torch.zeros(1, 2, 4))
+    with pytest.raises(ShapeError, match=r"FusedLayer: expected a sequence length of at least 1"):
+        fast(torch.randn(0, 2, 3))
     packed = pack_padded_sequence(torch.randn(5, 2, 3), [5, 3])
     with pytest.raises(TypeError, match="packed sequences"):
         fast(packed)

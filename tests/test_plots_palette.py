@@ -27,7 +27,16 @@ def test_sequential_colors_stay_away_from_rnn_lstm_gru():
             assert distance > 0.25, (color, arch)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "3"])
-def test_sequential_colors_rejects_bad_n(bad):
-    with pytest.raises(ValueError, match="positive int"):
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [
+        (0, ValueError, "expected n >= 1, got 0"),
+        (-1, ValueError, "expected n >= 1, got -1"),
+        (2.5, TypeError, "expected an int n, got float 2.5"),
+        (True, TypeError, "expected an int n, got bool True"),
+        ("3", TypeError, "expected an int n, got str '3'"),
+    ],
+)
+def test_sequential_colors_rejects_bad_n(bad, error, message):
+    with pytest.raises(error, match=f"sequential_colors: {message}"):
         sequential_colors(bad)

@@ -99,7 +99,8 @@ def loaded(tmp_path_factory) -> dict[str, tuple[str, str, list]]:
 @pytest.mark.parametrize("name", BUILD)
 def test_whole_model_round_trips_weights_only(name, loaded):
     module, cls, state = loaded[name]
-    assert (module, cls) in {("companion.models", name), ("companion.fused", name)}
+    homes = ("companion.models", "companion.fused", "companion.minrnn", "companion.slstm")
+    assert module in homes and cls == name
     # the same parameters as a model built in this process with the same seed
     torch.manual_seed(0)
     namespace: dict = {}
@@ -129,7 +130,7 @@ def test_every_layer_class_is_registered():
     assert companion.safe_globals is safe_globals
     exported = {
         cls
-        for module in (companion.models, companion.fused)
+        for module in (companion.models, companion.minrnn, companion.slstm, companion.fused)
         for cls in vars(module).values()
         if isinstance(cls, type)
         and issubclass(cls, torch.nn.Module)
@@ -138,4 +139,7 @@ def test_every_layer_class_is_registered():
     }
     assert exported == set(safe_globals.SAFE_CLASSES)
     if hasattr(torch.serialization, "get_safe_globals"):
-        assert set(safe_globals.SAFE_CLASSES) <= set(torch.serialization.get_safe_globals())
+        registered = torch.serialization.get_safe_globals()
+        assert set(safe_globals.SAFE_CLASSES) <= set(registered)
+        # and under the paths where chapter 12's classes lived before their own modules
+        assert set(safe_globals.FORMER_PATHS.items()) <= set(registered)

@@ -1,34 +1,35 @@
-"""Precompute chapter 6's adding-problem sweep: model x initialisation x length x seed.
+"""Precompute chapter 6's adding-problem sweep: each cell and initialisation at its best, 5 seeds.
 
 For every cell (RNN, LSTM, GRU), both initialisations in INITS ("default": PyTorch's; "memory":
-the best-known one for that cell, see `make_model`), every length in LENGTHS and every seed in
-SEEDS, train the chapter's network (two stacked recurrent layers and a linear head on the last
-hidden state) on the adding problem with Adam and the mean squared error, then score it on 1,000
-held-out sequences. The hidden sizes (HIDDEN) give the three networks the same number of
-parameters to within 2%, that of the LSTM with 30 units. Every run has the same budget: the
-same number of training sequences, batch size, learning rate and epochs.
+the best-known one for that cell, see `make_model`) and every length in LENGTHS, choose Adam's
+learning rate from LR_GRID by the validation MSE of a run on TUNE_SEED, then train the chapter's
+network (two stacked recurrent layers and a linear head on the last hidden state) with that rate
+on every seed in SEEDS, until its validation MSE has not improved for PATIENCE epochs or for
+MAX_EPOCHS, keeping its best epoch, and score it on 1,000 test sequences drawn with a seed of
+their own. The hidden sizes (HIDDEN) give the three networks the same number of parameters to
+within 2%, that of the LSTM with 30 units.
 
-Scores: `val_mse`, `accuracy_0.04` (the fraction of predictions within 0.04 of the sum, which
-lies in [0, 2)) and `accuracy_hs` (within 0.08 of the sum, that is within 0.04 of the sum
-rescaled to [0, 1], the tolerance of Hochreiter & Schmidhuber (1997) relative to the target's
-range).
+Scores: `val_mse` (the best epoch's), `test_mse`, `accuracy_0.04` (the fraction of test
+predictions within 0.04 of the sum, which lies in [0, 2)) and `accuracy_hs` (within 0.08 of the
+sum, that is within 0.04 of the sum rescaled to [0, 1], the tolerance of Hochreiter &
+Schmidhuber (1997) relative to the target's range).
 
 The notebook `book/06_long_range_memory.ipynb` imports `train_adding` (and the models and
 initialisations) from this file, so that the chapter and the sweep cannot drift apart; it
-re-runs points of the table live and checks them against their stored rows. The multiplication
-sweep `06_multiplication_sweep.py` imports the models from here as well.
+re-runs points of the table live. The multiplication sweep `06_multiplication_sweep.py` imports
+the models and `at_best` from here as well.
 
-Run from the repository root (about 6 CPU-minutes; --jobs runs in parallel):
+Run from the repository root (about 15 CPU-minutes; --jobs runs in parallel):
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/06_memory_sweep.py --jobs 2
     .venv/bin/python book/scripts/06_memory_sweep.py --quick    # length 10, seed 0, writes nothing
 
-The outputs are `book/data/06_memory_sweep.csv`, one row per run with columns cell, init, length,
-seed, hidden, params, val_mse, accuracy_0.04, accuracy_hs, epochs and cpu_seconds (the CPU time
-of that run, one thread), and `book/data/06_memory_histories.json` with the training loss,
-validation loss and validation accuracy_hs of every epoch ({"cell/init/length/seed": {...}}).
-The numbers are CPU numbers with one thread per run, the setting under
-which the book's notebooks are executed and tested (OMP_NUM_THREADS=1).
+The outputs are `book/data/06_memory_sweep.csv` (one row per run: cell, init, length, seed, lr,
+hidden, params, val_mse, test_mse, accuracy_0.04, accuracy_hs, epochs, best_epoch, stop and
+cpu_seconds, the CPU time of that run, one thread), `book/data/06_memory_lr_grid.csv` (the
+tuning runs, the same columns) and `book/data/06_memory_histories.json` with the training loss,
+validation loss and validation accuracy_hs of every epoch ({"cell/init/length/seed": {...}} and
+"cell/init/length/seed/lr" for the tuning runs).
 """
 
 from __future__ import annotations
@@ -37,16 +38,16 @@ import argparse
 import csv
 import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from companion import seed_everything
+from companion import seed_everything, selection
 from companion.data import adding_problem
-from companion.train import fit
+from companion.selection import fit_until_plateau
+from companion.train import evaluate
 
 # The settings of the chapter (the notebook imports them from here).
 # Hidden sizes with the same parameter count (about 11.6k) for the three cells: 2 layers of H
@@ -54,7 +55,15 @@ from companion.train import fit
 HIDDEN = {"RNN": 61, "LSTM": 30, "GRU": 35}
 LAYERS = 2
 N_TRAIN, N_VAL, BATCH = 1600, 1000, 32  # 50 steps of Adam per epoch
-EPOCHS, LR, CLIP = 10, 1e-2, 1.0
+CLIP = 1.0
+# Each cell at its best (the same way for all): Adam's learning rate chosen from LR_GRID by the
+# best validation MSE of a run on TUNE_SEED, a seed whose scores the chapter never compares; then
+# every run trains until its validation MSE has not improved for PATIENCE epochs, or MAX_EPOCHS.
+LR_GRID = (1e-3, 3e-3, 1e-2)
+TUNE_SEED = 100
+MAX_EPOCHS, PATIENCE = 30, 5
+LR = 1e-2  # the rate every cell had before the grid: the IRNN explodes at it (chapter 6)
+N_TEST, TEST_SEED = 1000, 20_000  # the test sequences: scored once, after training
 TOLERANCE = 0.04  # a prediction within 0.04 of the target counts as correct (H&S 1997)
 HS_TOLERANCE = 0.08  # 0.04 of the sum rescaled from [0, 2) to [0, 1): H&S's tolerance
 VAL_SEED = 10_000  # the held-out sequences are the same for every cell and seed
@@ -65,17 +74,22 @@ SEEDS = (0, 1, 2, 3, 4)
 DATA = Path(__file__).resolve().parents[1] / "data"
 OUT = DATA / "06_memory_sweep.csv"
 OUT_HISTORIES = DATA / "06_memory_histories.json"
+OUT_GRID = DATA / "06_memory_lr_grid.csv"
 COLUMNS = [
     "cell",
     "init",
     "length",
     "seed",
+    "lr",
     "hidden",
     "params",
     "val_mse",
+    "test_mse",
     f"accuracy_{TOLERANCE}",
     "accuracy_hs",
     "epochs",
+    "best_epoch",
+    "stop",
     "cpu_seconds",
 ]
 
@@ -174,14 +188,20 @@ def within_hs(pred, y):
     return within(pred, y, HS_TOLERANCE)
 
 
-def train_adding(cell, init, length, seed, device=None, progress=False, epochs=EPOCHS):
+SCORES = {"accuracy": within, "hs": within_hs}
+
+
+def train_adding(
+    cell, init, length, seed, lr=LR, device=None, progress=False, max_epochs=MAX_EPOCHS
+):
     """Train the chapter's network for ``cell`` and ``init`` on the adding problem of ``length``.
 
     ``seed`` fixes the initial weights, the training sequences and their shuffling; the
-    validation sequences depend on the length only. Returns ``(model, history)``: the trained
-    model and companion's History with train_loss, val_loss, val_accuracy and val_hs for every
-    epoch. ``epochs`` below EPOCHS gives the first epochs of the same run. Sets
-    ``torch.set_flush_denormal(True)`` for the process.
+    validation sequences depend on the length only. Adam at ``lr`` trains until the validation
+    MSE has not improved for PATIENCE epochs, or for ``max_epochs``; the model keeps the weights
+    of its best validation epoch. Returns ``(model, stopped)``: the model and a
+    `companion.selection.Stopped` (history with train_loss, val_loss, val_accuracy and val_hs
+    for every epoch, the best epoch, the stop reason). Sets ``torch.set_flush_denormal(True)``.
     """
     # Gradients that vanish over 100 steps become subnormal floats, which the CPU handles up to
     # a hundred times slower; flushing them to zero changes no result we store but the time.
@@ -191,29 +211,33 @@ def train_adding(cell, init, length, seed, device=None, progress=False, epochs=E
     seed_everything(seed)
     model = make_model(cell, init, t_max=length).to(device)
     metrics = {"accuracy": within, "hs": within_hs}
-    history = fit_regressor(
-        model, (x_train, y_train), (x_val, y_val), seed, epochs, device, progress, metrics
+    stopped = fit_regressor(
+        model, (x_train, y_train), (x_val, y_val), seed, lr, max_epochs, device, progress, metrics
     )
-    return model, history
+    return model, stopped
 
 
-def fit_regressor(model, train, val, seed, epochs, device, progress, metrics=None, batch=BATCH):
-    """The training both memory tasks share: Adam, MSE, clipping, batches shuffled by ``seed``.
+def fit_regressor(
+    model, train, val, seed, lr, max_epochs, device, progress, metrics=None, batch=BATCH
+):
+    """The training both memory tasks share: Adam at ``lr``, MSE, clipping, batches shuffled by
+    ``seed``, until the validation loss stops improving (PATIENCE) or ``max_epochs``.
 
-    ``train`` and ``val`` are ``(x, y)`` pairs; returns companion's History."""
+    ``train`` and ``val`` are ``(x, y)`` pairs; returns a `companion.selection.Stopped`."""
     loader = DataLoader(
         TensorDataset(*train),
         batch_size=batch,
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
     )
-    return fit(
+    return fit_until_plateau(
         model,
         loader,
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=LR),
-        epochs=epochs,
         val_data=[val],
+        max_epochs=max_epochs,
+        patience=PATIENCE,
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=lr),
         clip_grad_norm=CLIP,
         metrics=metrics,
         device=device,
@@ -221,26 +245,45 @@ def fit_regressor(model, train, val, seed, epochs, device, progress, metrics=Non
     )
 
 
-def run_one(cell, init, length, seed):
+def test_set(length):
+    """The 1,000 test sequences of ``length``: drawn with their own seed, scored once."""
+    return adding_problem(N_TEST, length, seed=TEST_SEED)
+
+
+def run_one(cell, init, length, seed, lr):
     """(losses of every epoch, one row of the table), trained on the CPU with one thread."""
     torch.set_num_threads(1)  # tiny matrices: more threads only add waiting on a busy CPU
     start = time.process_time()
-    model, history = train_adding(cell, init, length, seed, device=torch.device("cpu"))
-    last = history[-1]
-    curves = {k: [round(v, 7) for v in history[k]] for k in ("train_loss", "val_loss", "val_hs")}
+    model, stopped = train_adding(cell, init, length, seed, lr, device=torch.device("cpu"))
+    h = stopped.history
+    curves = {
+        k: [round(r[k], 7) for r in h if k in r] for k in ("train_loss", "val_loss", "val_hs")
+    }
+    scores = evaluate(model, [test_set(length)], loss_fn=nn.MSELoss(), metrics=SCORES)
     return curves, {
         "cell": cell,
         "init": init,
         "length": length,
         "seed": seed,
+        "lr": lr,
         "hidden": model.rnn.hidden_size,
         "params": sum(p.numel() for p in model.parameters()),
-        "val_mse": f"{last['val_loss']:.6g}",
-        f"accuracy_{TOLERANCE}": f"{last['val_accuracy']:.4f}",
-        "accuracy_hs": f"{last['val_hs']:.4f}",
-        "epochs": len(history),
+        "val_mse": f"{stopped.best_val_loss:.6g}",
+        "test_mse": f"{scores['loss']:.6g}",
+        f"accuracy_{TOLERANCE}": f"{scores['accuracy']:.4f}",
+        "accuracy_hs": f"{scores['hs']:.4f}",
+        "epochs": stopped.epochs,
+        "best_epoch": stopped.best_epoch,
+        "stop": stopped.reason,
         "cpu_seconds": f"{time.process_time() - start:.1f}",
     }
+
+
+def at_best(arms, run, jobs, describe, seeds=SEEDS):
+    """`companion.selection.at_best` with this chapter's grid, tuning seed and seeds."""
+    return selection.at_best(
+        arms, run, grid=LR_GRID, tune_seed=TUNE_SEED, seeds=seeds, jobs=jobs, describe=describe
+    )
 
 
 def write_rows(rows, out, columns):
@@ -252,40 +295,35 @@ def write_rows(rows, out, columns):
     print(f"wrote {len(rows)} rows to {out}")
 
 
+def describe(row):
+    """One line per finished run."""
+    return (
+        f"{row['cell']:4s} {row['init']:7s} T {row['length']:3d} seed {row['seed']:3d} "
+        f"lr {row['lr']:g}: val MSE {float(row['val_mse']):.2e}, test within 0.08 "
+        f"{row['accuracy_hs']}, {row['epochs']} epochs ({row['stop']}; {row['cpu_seconds']} s CPU)"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="a smoke test: length 10, seed 0; writes nothing unless --out",
-    )
-    parser.add_argument("--out", type=Path, default=None, help=f"the CSV (default {OUT})")
+    parser.add_argument("--quick", action="store_true", help="length 10, seed 0; writes nothing")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one thread each")
     args = parser.parse_args()
-    lengths, seeds = ((10,), (0,)) if args.quick else (LENGTHS, SEEDS)
-    out = args.out or (None if args.quick else OUT)
-    runs = [(c, i, n, s) for n in lengths for s in seeds for c in CELLS for i in INITS]
-    # Longest runs first, so that the pool is not left waiting for one long run at the end.
-    order = sorted(runs, key=lambda r: -r[2])
-    start = time.perf_counter()
-    results = {}
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {run: pool.submit(run_one, *run) for run in order}
-        for run, future in futures.items():
-            curves, row = results[run] = future.result()
-            print(
-                f"{row['cell']:4s} {row['init']:7s} length {row['length']:3d} seed {row['seed']}: "
-                f"val MSE {float(row['val_mse']):.2e}, accuracy {row[f'accuracy_{TOLERANCE}']} "
-                f"({row['cpu_seconds']} s CPU; {time.perf_counter() - start:.0f} s wall so far)",
-                flush=True,
-            )
+    if args.quick:
+        print(describe(run_one("LSTM", "memory", 10, 0, LR)[1]))
+        return
+    arms = [(c, i, n) for n in LENGTHS for c in CELLS for i in INITS]
+    grid, chosen, results = at_best(arms, run_one, args.jobs, describe)
+    runs = sorted(results, key=lambda k: (k[0][2], list(CELLS).index(k[0][0]), k[0][1], k[1]))
     rows = [results[run][1] for run in runs]
-    print(f"{len(rows)} runs, {sum(float(r['cpu_seconds']) for r in rows):.0f} s of CPU time")
-    if out is not None:
-        write_rows(rows, out, COLUMNS)
-        histories = {"/".join(map(str, run)): results[run][0] for run in runs}
-        out.with_name(OUT_HISTORIES.name).write_text(json.dumps(histories, indent=0) + "\n")
-        print(f"wrote {len(histories)} histories next to {out}")
+    cpu = sum(float(r["cpu_seconds"]) for r in rows + [v[1] for v in grid.values()])
+    print(f"{len(rows)} runs and {len(grid)} tuning runs, {cpu:.0f} s of CPU time")
+    write_rows(rows, OUT, COLUMNS)
+    write_rows([row for _, row in grid.values()], OUT_GRID, COLUMNS)
+    histories = {"/".join(map(str, (*arm, seed))): results[(arm, seed)][0] for arm, seed in runs}
+    histories |= {"/".join(map(str, (*arm, TUNE_SEED, lr))): v[0] for (arm, lr), v in grid.items()}
+    OUT_HISTORIES.write_text(json.dumps(histories, indent=0) + "\n")
+    print(f"wrote {len(histories)} histories to {OUT_HISTORIES}")
 
 
 if __name__ == "__main__":

@@ -1,31 +1,37 @@
 """Precompute chapter 8's sweep: sentiment accuracy against the distance of the deciding word.
 
-For every cell (RNN, LSTM, GRU), both initialisations in INITS, every distance in DISTANCES and
-every seed in SEEDS, train the chapter's classifier on 1,000 synthetic reviews and measure its
-accuracy on 1,000 fresh ones. The hidden sizes (HIDDEN) give the three recurrent layers the same
-number of parameters to within 2% (about 6.4k, an LSTM of 32 units). "default" keeps PyTorch's
-initialisation (a tanh RNN); "memory" gives each cell its best-known start for a long memory: the
-LSTM's forget-gate bias b_f = 2, the GRU's update-gate bias b_z = 2 and, for the RNN, the IRNN
-(ReLU, identity recurrent weights, zero biases; Le, Jaitly & Hinton, 2015).
+For every cell (RNN, LSTM, GRU), both initialisations in INITS and every distance in DISTANCES,
+train the chapter's classifier on 1,000 synthetic reviews and measure its accuracy on 1,000
+fresh ones, each cell at its best, the same way for all: Adam's learning rate is chosen from
+LR_GRID by the validation loss (500 reviews of their own) of a run on TUNE_SEED, then the five
+SEEDS train at that rate, each until its validation loss has not improved for PATIENCE epochs
+or for MAX_EPOCHS, keeping its best epoch. The hidden sizes (HIDDEN) give the three recurrent
+layers the same number of parameters to within 2% (about 6.4k, an LSTM of 32 units). "default"
+keeps PyTorch's initialisation (a tanh RNN); "memory" gives each cell its best-known start for a
+long memory: the LSTM's forget-gate bias b_f = 2, the GRU's update-gate bias b_z = 2 and, for
+the RNN, the IRNN (ReLU, identity recurrent weights, zero biases; Le, Jaitly & Hinton, 2015).
 
 The notebook `book/08_sentiment.ipynb` imports the classifier, the data helpers and
-`train_classifier` from this file, loads the result, plots it, and re-runs one point live,
-asserting that it matches the stored value.
+`train_classifier` from this file, loads the results, plots them, compares models on the same
+test reviews (McNemar's test, from the stored hits) and re-runs points live.
 
-Run from the repository root (about 4 CPU-minutes; it writes one small CSV):
+Run from the repository root (about 25 CPU-minutes):
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/08_distance_sweep.py --jobs 2
 
-The file is `book/data/08_distance_sweep.csv`, with columns cell, init, distance, seed, hidden,
-recurrent_params, accuracy and cpu_seconds (the CPU time of the run, one thread).
+It writes `book/data/08_distance_sweep.csv` (one row per run: cell, init, distance, seed, lr,
+hidden, recurrent_params, val_loss, accuracy, epochs, best_epoch, stop, cpu_seconds, the CPU
+time of the run on one thread), `book/data/08_distance_lr_grid.csv` (the tuning runs, the same
+columns) and `book/data/08_distance_hits.json` ({"cell/init/distance/seed": which test reviews
+the run got right, 4 a hex digit}).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -34,7 +40,8 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from companion import seed_everything
 from companion.data import Vocab, collate_for_packing, synthetic_reviews
-from companion.train import evaluate, fit
+from companion.selection import at_best, fit_until_plateau
+from companion.train import evaluate
 
 # The settings of the chapter (the notebook imports them from here).
 LENGTH = (32, 40)  # tokens per review, drawn uniformly; longer than the largest distance
@@ -43,21 +50,38 @@ EMBEDDING = 16
 # One layer of H units on 16 inputs has H(16 + H) + 2H (RNN), 3(...) (GRU) or 4(...) (LSTM)
 # weights and biases: 6,480, 6,384 and 6,400 with these sizes.
 HIDDEN = {"RNN": 72, "LSTM": 32, "GRU": 38}
-EPOCHS, LR, CLIP = 15, 0.01, 1.0
+CLIP = 1.0
+# Each cell at its best, the same way for all: Adam's learning rate from LR_GRID, chosen per cell,
+# initialisation and distance by the validation loss of a run on TUNE_SEED (a seed whose scores
+# are never compared); every run trains until its validation loss has not improved for PATIENCE
+# epochs (10 steps each), or MAX_EPOCHS, and keeps its best epoch.
+LR_GRID = (1e-3, 3e-3, 1e-2)
+TUNE_SEED = 100
+MAX_EPOCHS, PATIENCE = 30, 5
+LR = 1e-2  # the single rate of the first version of this sweep
+N_VAL, VAL_SEED = 500, 10_000  # validation reviews: seed VAL_SEED + distance
 MEMORY_BIAS = 2.0  # initial b_f of the LSTM and b_z of the GRU (chapters 3 and 5)
 CELLS = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
 INITS = ("default", "memory")
-DISTANCES = (20, 30)
+DISTANCES = (1, 5, 10, 15, 20, 30)
 SEEDS = (0, 1, 2, 3, 4)
-OUT = Path(__file__).resolve().parents[1] / "data" / "08_distance_sweep.csv"
+DATA = Path(__file__).resolve().parents[1] / "data"
+OUT = DATA / "08_distance_sweep.csv"
+OUT_GRID = DATA / "08_distance_lr_grid.csv"
+OUT_HITS = DATA / "08_distance_hits.json"
 COLUMNS = [
     "cell",
     "init",
     "distance",
     "seed",
+    "lr",
     "hidden",
     "recurrent_params",
+    "val_loss",
     "accuracy",
+    "epochs",
+    "best_epoch",
+    "stop",
     "cpu_seconds",
 ]
 
@@ -175,82 +199,145 @@ def accuracy(logits, y):
     return ((logits > 0).float() == y).float().mean()  # a > 0 is p > 0.5
 
 
+def validation_batches(distance):
+    """One batch of N_VAL reviews at ``distance``, the same for every cell and seed: the data the
+    learning rate and the stopping epoch are chosen on (never the test reviews)."""
+    reviews = synthetic_reviews(N_VAL, length=LENGTH, distance=distance, seed=VAL_SEED + distance)
+    return to_batches(reviews, make_vocab(), batch_size=N_VAL)
+
+
 def train_classifier(
-    cell, init, distance, seed, vocab, device=None, bidirectional=False, progress=False
+    cell,
+    init,
+    distance,
+    seed,
+    vocab,
+    device=None,
+    bidirectional=False,
+    progress=False,
+    lr=LR,
+    max_epochs=MAX_EPOCHS,
+    patience=PATIENCE,
 ):
-    """Train the classifier for ``cell`` and ``init`` at ``distance``; returns
-    ``(model, test accuracy)``. ``seed`` fixes the data, the initial weights and nothing else
-    changes between runs."""
+    """Train the classifier for ``cell`` and ``init`` at ``distance`` with Adam at ``lr``, until
+    its validation loss has not improved for PATIENCE epochs or for ``max_epochs``; it keeps its
+    best validation epoch. Returns ``(model, test accuracy, stopped)``, ``stopped`` a
+    `companion.selection.Stopped`. ``seed`` fixes the data and the initial weights."""
     train_batches, test_batches = review_data(distance, seed, vocab)
     seed_everything(seed)
     model = make_classifier(cell, init, len(vocab), bidirectional=bidirectional).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    fit(
+    stopped = fit_until_plateau(
         model,
         train_batches,
+        val_data=validation_batches(distance),
+        max_epochs=max_epochs,
+        patience=patience,
         loss_fn=nn.BCEWithLogitsLoss(),
-        optimizer=optimizer,
-        epochs=EPOCHS,
+        optimizer=torch.optim.Adam(model.parameters(), lr=lr),
         clip_grad_norm=CLIP,
         progress=progress,
     )
     scores = evaluate(
         model, test_batches, loss_fn=nn.BCEWithLogitsLoss(), metrics={"accuracy": accuracy}
     )
-    return model, scores["accuracy"]
+    return model, scores["accuracy"], stopped
 
 
-def run_one(cell, init, distance, seed):
-    """One row of the table, trained on the CPU with one thread."""
+def test_hits(model, distance, seed, vocab):
+    """Which of the N_TEST test reviews the model classifies right: a bool tensor (N_TEST,)."""
+    _, test_batches = review_data(distance, seed, vocab)
+    padded, lengths, labels = test_batches[0]
+    model.eval()
+    with torch.no_grad():
+        return (model(padded, lengths) > 0).float() == labels
+
+
+def run_one(cell, init, distance, seed, lr):
+    """(the test hits as hex, one row of the table), trained on the CPU with one thread."""
     torch.set_num_threads(1)
     start = time.process_time()
-    model, acc = train_classifier(cell, init, distance, seed, make_vocab(), torch.device("cpu"))
-    return {
+    vocab = make_vocab()
+    model, acc, stopped = train_classifier(
+        cell, init, distance, seed, vocab, torch.device("cpu"), lr=lr
+    )
+    hits = test_hits(model, distance, seed, vocab)
+    return pack_hits(hits), {
         "cell": cell,
         "init": init,
         "distance": distance,
         "seed": seed,
+        "lr": lr,
         "hidden": HIDDEN[cell],
         "recurrent_params": sum(p.numel() for p in model.rnn.parameters()),
+        "val_loss": f"{stopped.best_val_loss:.6g}",
         "accuracy": f"{acc:.4f}",
+        "epochs": stopped.epochs,
+        "best_epoch": stopped.best_epoch,
+        "stop": stopped.reason,
         "cpu_seconds": f"{time.process_time() - start:.1f}",
     }
 
 
+def chosen_rates(grid_rows):
+    """{(cell, init, distance): the rate of the lowest validation loss} from the tuning rows."""
+    best = {}
+    for r in grid_rows:
+        key = (r["cell"], r["init"], int(r["distance"]))
+        if key not in best or float(r["val_loss"]) < float(best[key]["val_loss"]):
+            best[key] = r
+    return {key: float(r["lr"]) for key, r in best.items()}
+
+
+def pack_hits(hits):
+    """A bool tensor (N,) as a hex string, 4 reviews a digit (the JSON of every run's hits)."""
+    bits = "".join("1" if h else "0" for h in hits.tolist())
+    bits += "0" * (-len(bits) % 4)
+    return "".join(f"{int(bits[i : i + 4], 2):x}" for i in range(0, len(bits), 4))
+
+
+def unpack_hits(text, n=N_TEST):
+    """The inverse of `pack_hits`: a bool tensor (n,)."""
+    bits = "".join(f"{int(c, 16):04b}" for c in text)[:n]
+    return torch.tensor([b == "1" for b in bits])
+
+
+def describe(row):
+    """One line per finished run."""
+    return (
+        f"d {row['distance']:2d} seed {row['seed']:3d} {row['cell']:4s} {row['init']:7s} "
+        f"lr {row['lr']:g}: accuracy {row['accuracy']}, {row['epochs']} epochs ({row['stop']}; "
+        f"{row['cpu_seconds']} s CPU)"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one thread each")
-    parser.add_argument(
-        "--resume", type=Path, default=None, help="a CSV of finished runs, which are not repeated"
-    )
     args = parser.parse_args()
-    runs = [(c, i, d, s) for d in DISTANCES for s in SEEDS for c in CELLS for i in INITS]
-    start = time.perf_counter()
-    results = {}
-    if args.resume is not None:  # every run is independent of the others: keep the finished ones
-        with open(args.resume, newline="") as f:
-            for row in csv.DictReader(f):
-                key = (row["cell"], row["init"], int(row["distance"]), int(row["seed"]))
-                results[key] = row
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {run: pool.submit(run_one, *run) for run in runs if run not in results}
-        for run, future in futures.items():
-            row = results[run] = future.result()
-            print(
-                f"distance {row['distance']:2d} seed {row['seed']} {row['cell']:4s} "
-                f"{row['init']:7s} accuracy {row['accuracy']} ({row['cpu_seconds']} s CPU; "
-                f"{time.perf_counter() - start:.0f} s wall so far)",
-                flush=True,
-            )
-    rows = [results[run] for run in runs]
-    print(f"{len(rows)} runs, {sum(float(r['cpu_seconds']) for r in rows):.0f} s of CPU time")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {len(rows)} rows to {args.out}")
+    arms = [(c, i, d) for d in DISTANCES for c in CELLS for i in INITS]
+    tuning, chosen, results = at_best(
+        arms,
+        run_one,
+        grid=LR_GRID,
+        tune_seed=TUNE_SEED,
+        seeds=SEEDS,
+        jobs=args.jobs,
+        describe=describe,
+    )
+    runs = sorted(results, key=lambda k: (k[0][2], k[1], list(CELLS).index(k[0][0]), k[0][1]))
+    rows = [results[run][1] for run in runs]
+    cpu = sum(float(r["cpu_seconds"]) for r in rows + [v[1] for v in tuning.values()])
+    print(f"{len(rows)} runs and {len(tuning)} tuning runs, {cpu:.0f} s of CPU time")
+    for out, table in ((OUT, rows), (OUT_GRID, [row for _, row in tuning.values()])):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(table)
+        print(f"wrote {len(table)} rows to {out}")
+    hits = {"/".join(map(str, (*arm, seed))): results[(arm, seed)][0] for arm, seed in runs}
+    OUT_HITS.write_text(json.dumps(hits, indent=0) + "\n")
+    print(f"wrote the test hits of {len(hits)} runs to {OUT_HITS}")
 
 
 if __name__ == "__main__":
