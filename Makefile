@@ -1,9 +1,10 @@
 # Two commands on a fresh machine:
-#   make book   set everything up and build the HTML book into _build/html
+#   make book   set everything up and build the HTML book into _build/html (Korean: _build/html/ko)
 #   make test   set everything up and run every test: pytest, nbval over every notebook, the book build
 # And for authors:
 #   make execute            re-run every notebook in place to refresh its stored outputs
 #   make execute NB=book/03_lstm.ipynb   re-run one notebook
+#   make translations       refresh the Korean edition's catalogues after editing the English
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -28,10 +29,11 @@ CLAIMS_THREADS ?= 2
 ARCH := $(shell uname -m)
 
 .PHONY: help setup lint test test-unit test-notebooks test-claims test-latest test-site book \
-	book-strict execute clean
+	book-strict translations execute clean
 
 help:
-	@echo "make book     build the HTML book (sets up .venv first)"
+	@echo "make book     build the HTML book, English and Korean (sets up .venv first)"
+	@echo "make translations  refresh locales/ko's catalogues after editing the English"
 	@echo "make test     run ruff, pytest, nbval over every notebook, every notebook's asserts"
 	@echo "              at $(CLAIMS_THREADS) threads, the strict book build and the site in a browser"
 	@echo "make test-latest  every notebook as on Colab: newest torch, numpy, matplotlib (network)"
@@ -59,7 +61,7 @@ setup: $(STAMP)
 test: lint test-unit test-notebooks test-claims book-strict test-site
 
 # Code at 100 columns; notebooks at 80, the width the HTML shows without scrolling.
-LINT_PATHS := companion tests benchmarks book/scripts
+LINT_PATHS := companion tests benchmarks book/scripts book/_ext
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
@@ -106,28 +108,34 @@ test-latest:
 		PIP_CONFIG_FILE=/dev/null $(LATEST)/bin/python tests/replay/execute.py --colab \
 		_build/latest
 
+# English from the CLI; the Korean edition (locales/ko) by book/_ext/editions.py into _build/html/ko.
 book: $(STAMP)
 	$(BIN)/jupyter-book build --builder html .
-	@echo "The book is in _build/html/index.html"
+	$(BIN)/python book/_ext/editions.py html ko
+	@echo "The book is in _build/html/index.html, its Korean edition in _build/html/ko/index.html"
 
+# Strict: both editions, and the catalogues must hold the current English (else: make translations).
 book-strict: $(STAMP)
 	$(BIN)/jupyter-book build --builder html --all --warningiserror --keep-going .
+	$(BIN)/python book/_ext/editions.py html ko --strict
+	$(BIN)/python book/_ext/editions.py check
 
-# The built site in headless Chromium. MathJax's CDN is out of reach here, so the test serves the
-# npm package in its place; Chromium comes from Debian's packages.
-MATHJAX := .cache/mathjax/node_modules/mathjax/es5/tex-mml-chtml.js
+# After editing the English: merge its messages into locales/ko (README.md, "The Korean edition").
+translations: $(STAMP)
+	$(BIN)/python book/_ext/editions.py update
+
+# Both editions in headless Chromium, with MathJax served by the site itself (the pinned pip package
+# django-static-mathjax) and every request that leaves it refused; Chromium (and a Korean font, for
+# legible screenshots) from Debian's packages.
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
 
-$(MATHJAX):
-	npm install --silent --no-audit --no-fund --prefix .cache/mathjax mathjax@3.2.2
-
 $(CHROMIUM):
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
 
-test-site: $(STAMP) $(MATHJAX) $(CHROMIUM)
-	test -f _build/html/index.html || $(MAKE) book
+test-site: $(STAMP) $(CHROMIUM)
+	test -f _build/html/ko/index.html || $(MAKE) book
 	$(BIN)/python -m pytest tests/site -q
 
 execute: $(STAMP)

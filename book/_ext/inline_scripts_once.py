@@ -5,6 +5,7 @@ Sphinx reads the sources, and Jupyter Book reads them twice, so each page declar
 twice and the browser logged "Identifier 'THEBE_JS_URL' has already been declared". Script files
 are already de-duplicated by Sphinx; this does the same for inline bodies.
 """
+
 from __future__ import annotations
 
 

@@ -1,14 +1,17 @@
-"""The built HTML book, opened in a real browser (headless Chromium driven by Playwright).
+"""The built HTML book, both editions, opened in a real browser (headless Chromium, Playwright).
 
 Run after the book is built (`make test` does: `make book-strict`, then `make test-site`). On every
-chapter page it checks that MathJax rendered the equations, every image loaded, the Colab launch
-button points at the notebook in the repository, the sidebar lists every chapter, and the console
-shows no errors. The machines cannot reach MathJax's CDN, so the test serves the npm package
-`mathjax` (installed into .cache/ by the Makefile) in its place: the page asks for the same URL
-and gets the same script. Every other request that leaves localhost is refused and reported.
+page of the English edition (_build/html) and the Korean one (_build/html/ko) it checks that
+MathJax rendered the equations, every image loaded, the Colab launch button points at the notebook
+in the repository, the sidebar lists every chapter (under translated part captions in Korean), the
+banner links to the same page in the other edition (and, on a Korean page not fully translated,
+says how much is), and the console shows no errors. MathJax is served by the site itself
+(book/_ext/mathjax_local.py): every request that leaves localhost is refused and reported, so the
+pages are checked as a reader offline sees them. At 1280- and 1920-pixel windows no code block
+may scroll sideways, and none of 80 columns or fewer may wrap.
 
-It also checks every internal link of the site, and saves a screenshot of one chapter page to
-_build/screenshots/ as an artefact.
+It also checks every internal link of the site, and saves a screenshot of one chapter page of
+each edition to _build/screenshots/ as an artefact.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
+import polib
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 HTML = ROOT / "_build" / "html"
-MATHJAX = ROOT / ".cache" / "mathjax" / "node_modules" / "mathjax" / "es5"
+LOCALES = ROOT / "locales"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -50,6 +54,11 @@ def _toc_pages() -> list[str]:
 
 PAGES = _toc_pages()
 CHAPTERS = [p for p in PAGES if (ROOT / f"{p}.ipynb").exists()]
+# Each edition's folder in the site: English at the root, the Korean edition in ko/.
+EDITIONS = {"en": "", "ko": "ko/"}
+EDITION_PAGES = [pytest.param(e, p, id=f"{e}-{p}") for e in EDITIONS for p in PAGES]
+EDITION_CHAPTERS = [pytest.param(e, p, id=f"{e}-{p}") for e in EDITIONS for p in CHAPTERS]
+WIDTHS = (1280, 1920)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +86,6 @@ def browser():
             f"expected Chromium at {CHROMIUM} (Debian package 'chromium'); `make test-site` "
             "installs it"
         )
-    if not (MATHJAX / "tex-mml-chtml.js").exists():
-        pytest.fail(f"expected MathJax at {MATHJAX}; `make test-site` installs the npm package")
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -102,6 +109,7 @@ class PageVisit:
     def __init__(self, browser, url: str):
         self.console_errors: list[str] = []
         self.refused: list[str] = []
+        self.requested: list[str] = []
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
         self.page = self.context.new_page()
         self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
@@ -119,12 +127,8 @@ class PageVisit:
     def _route(self, route):
         url = route.request.url
         if url.startswith("http://127.0.0.1"):
+            self.requested.append(url)
             return route.continue_()
-        match = re.search(r"/mathjax@3/es5/(.+)$", urlparse(url).path)
-        if match and (MATHJAX / match.group(1)).is_file():
-            return route.fulfill(
-                path=str(MATHJAX / match.group(1)), content_type="application/javascript"
-            )
         self.refused.append(url)
         return route.abort()
 
@@ -136,10 +140,11 @@ class PageVisit:
 def visits(browser, server):
     opened: dict[str, PageVisit] = {}
 
-    def visit(page: str) -> PageVisit:
-        if page not in opened:
-            opened[page] = PageVisit(browser, f"{server}/{page}.html")
-        return opened[page]
+    def visit(edition: str, page: str) -> PageVisit:
+        key = f"{EDITIONS[edition]}{page}"
+        if key not in opened:
+            opened[key] = PageVisit(browser, f"{server}/{key}.html")
+        return opened[key]
 
     yield visit
     for v in opened.values():
@@ -150,17 +155,23 @@ def test_the_book_has_chapters():
     assert CHAPTERS, "expected notebooks listed in _toc.yml"
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_page_renders_without_console_errors_or_outside_requests(visits, page):
-    v = visits(page)
+def test_both_editions_are_built():
+    for edition, folder in EDITIONS.items():
+        assert (HTML / folder / "index.html").exists(), f"no {edition} edition at {HTML / folder}"
+
+
+@pytest.mark.parametrize(("edition", "page"), EDITION_PAGES)
+def test_page_renders_without_console_errors_or_outside_requests(visits, edition, page):
+    v = visits(edition, page)
     assert not v.console_errors, f"{page}: console errors {v.console_errors}"
     assert not v.refused, f"{page}: requests outside the site {v.refused}"
     assert v.page.locator("h1").count() >= 1
+    assert v.page.get_attribute("html", "lang") == edition
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_maths_is_rendered_by_mathjax(visits, page):
-    v = visits(page)
+@pytest.mark.parametrize(("edition", "page"), EDITION_PAGES)
+def test_maths_is_rendered_by_mathjax(visits, edition, page):
+    v = visits(edition, page)
     text = v.page.inner_text("article")
     # Anything MathJax did not typeset stays as raw TeX delimiters in the text.
     assert "$$" not in text and "\\(" not in text and "\\[" not in text, f"{page}: raw TeX left"
@@ -172,11 +183,14 @@ def test_maths_is_rendered_by_mathjax(visits, page):
     if re.search(r"\$[^$\n]+\$", source):
         assert v.has_mathjax, f"{page}: has maths but MathJax did not load"
         assert v.page.locator("mjx-container").count() > 0, f"{page}: no equation was typeset"
+        assert v.page.locator("mjx-merror").count() == 0, f"{page}: MathJax reported errors"
+        served = [u for u in v.requested if "/_static/mathjax/tex-mml-chtml.js" in u]
+        assert served, f"{page}: MathJax was not served by the site itself"
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_every_image_loads(visits, page):
-    v = visits(page)
+@pytest.mark.parametrize(("edition", "page"), EDITION_PAGES)
+def test_every_image_loads(visits, edition, page):
+    v = visits(edition, page)
     broken = v.page.evaluate(
         "() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i "
         "=> i.src)"
@@ -184,9 +198,9 @@ def test_every_image_loads(visits, page):
     assert not broken, f"{page}: images that did not load: {broken}"
 
 
-@pytest.mark.parametrize("page", CHAPTERS)
-def test_colab_button_points_at_the_notebook_in_the_repository(visits, page):
-    v = visits(page)
+@pytest.mark.parametrize(("edition", "page"), EDITION_CHAPTERS)
+def test_colab_button_points_at_the_notebook_in_the_repository(visits, edition, page):
+    v = visits(edition, page)
     hrefs = v.page.eval_on_selector_all(
         "a[href*='colab.research.google.com']", "els => els.map(e => e.href)"
     )
@@ -195,18 +209,110 @@ def test_colab_button_points_at_the_notebook_in_the_repository(visits, page):
     assert expected in hrefs, f"{page}: Colab links {hrefs}, expected {expected}"
 
 
-def test_sidebar_lists_every_page(visits):
-    v = visits(CHAPTERS[0])
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_sidebar_lists_every_page(visits, edition):
+    v = visits(edition, CHAPTERS[0])
     hrefs = v.page.eval_on_selector_all(".bd-sidebar-primary a", "els => els.map(e => e.href)")
-    listed = {urlparse(h).path.lstrip("/").removesuffix(".html") for h in hrefs}
+    folder = EDITIONS[edition]
+    listed = {
+        urlparse(h).path.lstrip("/").removeprefix(folder).removesuffix(".html") for h in hrefs
+    }
     missing = [p for p in PAGES[1:] if p not in listed]
     assert not missing, f"sidebar misses {missing}"
+    captions = v.page.eval_on_selector_all(
+        ".bd-sidebar-primary .caption-text", "els => els.map(e => e.textContent.trim())"
+    )
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    expected = [_translated(edition, str(ROOT / toc["root"]), p["caption"]) for p in toc["parts"]]
+    assert captions == expected, f"{edition}: part captions {captions}, expected {expected}"
 
 
-def test_screenshot_of_a_chapter_page(visits):
-    v = visits(CHAPTERS[-1])
+def _translated(edition: str, page: str, msgid: str) -> str:
+    """msgid as the edition shows it: its translation if the page's catalogue has a current one."""
+    po = LOCALES / edition / "LC_MESSAGES" / f"{Path(page).relative_to(ROOT).as_posix()}.po"
+    if edition == "en" or not po.exists():
+        return msgid
+    entry = polib.pofile(str(po)).find(msgid)
+    if entry is None or not entry.msgstr or "fuzzy" in entry.flags:
+        return msgid
+    return entry.msgstr
+
+
+def _fully_translated(edition: str, page: str) -> bool:
+    po = LOCALES / edition / "LC_MESSAGES" / f"{page}.po"
+    if not po.exists():
+        return False
+    entries = [e for e in polib.pofile(str(po)) if e.msgid and not e.obsolete]
+    return all(e.msgstr and "fuzzy" not in e.flags for e in entries)
+
+
+@pytest.mark.parametrize(("edition", "page"), EDITION_PAGES)
+def test_banner_links_to_the_same_page_in_the_other_edition(visits, server, edition, page):
+    v = visits(edition, page)
+    hrefs = v.page.eval_on_selector_all("a.edition-link", "els => els.map(e => e.href)")
+    expected = {f"{server}/{folder}{page}.html" for e, folder in EDITIONS.items() if e != edition}
+    assert set(hrefs) == expected, f"{edition} {page}: edition links {hrefs}, expected {expected}"
+    for href in hrefs:
+        assert (HTML / urlparse(href).path.lstrip("/")).exists(), f"{href} was not built"
+    note = v.page.locator(".translation-progress")
+    if edition == "en" or _fully_translated(edition, page):
+        assert note.count() == 0, (
+            f"{edition} {page}: complete, yet the banner says {note.all_inner_texts()}"
+        )
+    else:
+        assert note.count() == 1 and re.search(r"\d+%|영어 원문으로만", note.inner_text()), (
+            f"{edition} {page}: not fully translated, and the banner does not say how much is"
+        )
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+@pytest.mark.parametrize("width", WIDTHS)
+def test_code_fits_the_page(browser, server, edition, width):
+    """No code block scrolls sideways, and none of 80 columns or fewer wraps: the editions' CSS
+    sizes code so that 80 columns fit; only a longer line may wrap (book/_static/editions.css)."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    page.route(
+        "**/*",
+        lambda r: r.continue_() if r.request.url.startswith("http://127.0.0.1") else r.abort(),
+    )
+    scrolling, wrapping, blocks = [], [], 0
+    for name in PAGES:
+        page.goto(f"{server}/{EDITIONS[edition]}{name}.html", wait_until="load")
+        counts = page.evaluate(_COUNT_CODE_THAT_DOES_NOT_FIT)
+        blocks += counts["blocks"]
+        scrolling += [f"{name}: {line!r}" for line in counts["scrolling"]]
+        wrapping += [f"{name}: {line!r}" for line in counts["wrapping"]]
+    context.close()
+    assert blocks > 100, f"expected the book's code blocks, found {blocks}"
+    assert not scrolling, (
+        f"{len(scrolling)} code blocks scroll sideways at {width} px: {scrolling[:5]}"
+    )
+    assert not wrapping, (
+        f"{len(wrapping)} code blocks of <= 80 columns wrap at {width} px: {wrapping[:5]}"
+    )
+
+
+# Per page: the pre blocks that scroll sideways as styled; then, with wrapping turned off, those of
+# at most 80 columns that would scroll (that is, that the page's style wraps).
+_COUNT_CODE_THAT_DOES_NOT_FIT = """() => {
+  const blocks = Array.from(document.querySelectorAll('article pre'));
+  const longest = p => Math.max(...p.textContent.split('\\n').map(l => l.length));
+  const widest = p => p.textContent.split('\\n').reduce((a, l) => l.length > a.length ? l : a, '');
+  const scrolling = blocks.filter(p => p.scrollWidth > p.clientWidth).map(widest);
+  blocks.forEach(p => { p.style.whiteSpace = 'pre'; });
+  const wraps = p => longest(p) <= 80 && p.scrollWidth > p.clientWidth;
+  const wrapping = blocks.filter(wraps).map(widest);
+  blocks.forEach(p => { p.style.whiteSpace = ''; });
+  return {blocks: blocks.length, scrolling, wrapping};
+}"""
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_screenshot_of_a_chapter_page(visits, edition):
+    v = visits(edition, CHAPTERS[-1])
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{Path(CHAPTERS[-1]).name}.png"
+    path = SCREENSHOTS / f"{edition}_{Path(CHAPTERS[-1]).name}.png"
     v.page.screenshot(path=str(path), full_page=False)
     assert path.stat().st_size > 10_000
 
