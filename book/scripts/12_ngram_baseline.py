@@ -61,5 +61,6 @@ def main() -> None:
         print(f"{n}-gram: k = {rows[-1]['k']:g}, validation {rows[-1]['val_nats']:.4f} nats")
     write_csv(rows, OUT)  # n as it is, the floats to 6 significant digits
 
+
 if __name__ == "__main__":
     main()
