@@ -39,7 +39,7 @@ def gate_bias(layer: torch.nn.Module, gate: str) -> list[torch.Tensor]:
 @pytest.mark.parametrize("model", accuracy_sweep.HIDDEN)
 def test_chapter_12_models_start_with_the_remember_bias(model: str) -> None:
     gate, value = accuracy_sweep.REMEMBER[model]
-    net = accuracy_sweep.LastStep(accuracy_sweep.make_layer(model))
+    net = accuracy_sweep.make_net(model)
     totals = gate_bias(net.rnn, gate)
     assert len(totals) == accuracy_sweep.LAYERS
     assert all(torch.all(b == value) for b in totals)

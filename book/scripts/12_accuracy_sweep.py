@@ -27,6 +27,7 @@ test_accuracy (within 0.04), val_mse, cpu_seconds.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -35,9 +36,16 @@ from torch import nn
 
 from companion import models as cm
 from companion import seed_everything
+from companion.book import load_script
 from companion.data import adding_problem, multiplication_problem
 from companion.init import set_gate_bias
 from companion.sweep import write_csv
+
+# Chapter 6's network and tolerance score (its file name starts with a digit, so no plain import;
+# the chapter loads that script first, and a script run on its own loads it here).
+memory_sweep = sys.modules.get("memory_sweep") or load_script(
+    "memory_sweep", "scripts/06_memory_sweep.py", Path(__file__).resolve().parents[1]
+)
 
 LENGTH, N_ALL, N_TEST, VAL_FRACTION = 100, 3000, 500, 0.2
 LAYERS, BATCH, EPOCHS, LR, CLIP = 2, 32, 6, 1e-2, 1.0
@@ -71,29 +79,18 @@ REMEMBER = {
 }
 
 
-def make_layer(model: str) -> nn.Module:
-    """The two-layer recurrent part of ``model``, batch first, with the "remember" bias."""
-    H = HIDDEN[model]
+def make_net(model: str) -> nn.Module:
+    """Chapter 6's network for ``model``: two recurrent layers, batch first, with the "remember"
+    bias, and a linear head on the last step: (N, L, 2) -> (N, 1)."""
     if model in ("GRU", "LSTM"):
-        layer = getattr(nn, model)(2, H, LAYERS, batch_first=True)
-    else:
-        kind = cm.MinGRU if model == "minGRU" else cm.MinLSTM
-        layer = kind(2, H, LAYERS, batch_first=True, mode="sequential")
-    return set_gate_bias(layer, *REMEMBER[model])
-
-
-class LastStep(nn.Module):
-    """A recurrent layer ``rnn`` (batch first) and a linear head on its last step:
-    (N, L, H_in) -> (N, 1). Chapter 12's sweeps share it."""
-
-    def __init__(self, rnn: nn.Module):
-        super().__init__()
-        self.rnn = rnn
-        self.head = nn.Linear(rnn.hidden_size, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)  # (N, L, H)
-        return self.head(out[:, -1])
+        layer, kwargs = getattr(nn, model), {}
+    else:  # chapter 12's layers, in their sequential mode (see the module's docstring)
+        layer, kwargs = (cm.MinGRU if model == "minGRU" else cm.MinLSTM), {"mode": "sequential"}
+    net = memory_sweep.LastStepRegressor(
+        layer, hidden_size=HIDDEN[model], num_layers=LAYERS, **kwargs
+    )
+    set_gate_bias(net.rnn, *REMEMBER[model])
+    return net
 
 
 def scores(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -102,7 +99,7 @@ def scores(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
     with torch.no_grad():
         pred = net(x)
     net.train()
-    return ((pred - y) ** 2).mean().item(), ((pred - y).abs() < TOLERANCE).float().mean().item()
+    return ((pred - y) ** 2).mean().item(), memory_sweep.within(pred, y, TOLERANCE).item()
 
 
 def fit_mse(
@@ -137,7 +134,7 @@ def train_one(task: str, model: str, seed: int, epochs: int = EPOCHS) -> dict:
     """Train one model; return its row of the table (numbers, not yet formatted)."""
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = split(task)
     seed_everything(seed)
-    net = LastStep(make_layer(model))
+    net = make_net(model)
     seconds = fit_mse(net, x_tr, y_tr, seed, epochs)
     val_mse, _ = scores(net, x_va, y_va)
     test_mse, test_acc = scores(net, x_te, y_te)

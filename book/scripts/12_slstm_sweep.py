@@ -33,8 +33,8 @@ from companion.book import load_script
 from companion.init import set_gate_bias
 from companion.sweep import write_csv
 
-# The training loop and the last-step network of chapter 12's sweeps live in the accuracy sweep; the
-# notebook loads that script first, and a script run on its own loads it here.
+# The training loop of chapter 12's sweeps lives in the accuracy sweep, chapter 6's network in the
+# script that one loads; the notebook loads them first, and a script run on its own loads them here.
 accuracy_sweep = sys.modules.get("accuracy_sweep") or load_script(
     "accuracy_sweep", "scripts/12_accuracy_sweep.py", Path(__file__).resolve().parents[1]
 )
@@ -63,8 +63,9 @@ def last_step(model: str, hidden: int = HIDDEN) -> nn.Module:
     """One recurrent layer (``model`` in MODELS) with a forget-gate bias of +1 and a linear head
     on the last step: (N, L, 2) -> (N, 1)."""
     layer = nn.LSTM if model == "LSTM" else cm.SLSTM
-    rnn = layer(2, hidden, batch_first=True)
-    return accuracy_sweep.LastStep(set_gate_bias(rnn, "f", 1.0))
+    net = accuracy_sweep.memory_sweep.LastStepRegressor(layer, hidden_size=hidden, num_layers=1)
+    set_gate_bias(net.rnn, "f", 1.0)
+    return net
 
 
 def train_one(model: str, seed: int, epochs: int = EPOCHS) -> dict:
