@@ -86,6 +86,19 @@ def test_chapter_8_memory_biases_and_identity() -> None:
     assert irnn.nonlinearity == "relu" and torch.equal(irnn.weight_hh_l0, torch.eye(72))
 
 
+@pytest.mark.parametrize("cell, gate", [("LSTM", 1), ("GRU", 1)])  # rows i f g o; r z n
+def test_chapter_8_memory_gate_opens_in_both_directions(cell: str, gate: int) -> None:
+    rnn = distance_sweep.make_classifier(cell, "memory", vocab_size=68, bidirectional=True).rnn
+    H = rnn.hidden_size
+    for suffix in ("_l0", "_l0_reverse"):
+        b_ih, b_hh = getattr(rnn, "bias_ih" + suffix), getattr(rnn, "bias_hh" + suffix)
+        assert torch.all(b_ih[gate * H : (gate + 1) * H] == distance_sweep.MEMORY_BIAS)
+        assert torch.all(b_hh[gate * H : (gate + 1) * H] == 0)
+        assert b_ih[:H].abs().max() < 1  # the other gates keep PyTorch's start
+    irnn = distance_sweep.make_classifier("RNN", "memory", vocab_size=68, bidirectional=True).rnn
+    assert torch.equal(irnn.weight_hh_l0_reverse, torch.eye(72))
+
+
 def test_unknown_init_is_refused() -> None:
     with pytest.raises(ValueError, match="expected init in"):
         memory_sweep.make_model("LSTM", "orthogonal", t_max=10)

@@ -35,7 +35,6 @@ validation loss and validation accuracy_hs of every epoch ({"cell/init/length/se
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -46,7 +45,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from companion import seed_everything, selection
 from companion.data import adding_problem
+from companion.init import chrono_init, identity_init
 from companion.selection import fit_until_plateau
+from companion.sweep import write_csv
 from companion.train import evaluate
 
 # The settings of the chapter (the notebook imports them from here).
@@ -112,51 +113,6 @@ class LastStepRegressor(nn.Module):
         return self.head(out[:, -1])  # (N, 1) from h_L
 
 
-def chrono_biases(hidden_size, t_max):
-    """b = log(u), u ~ U[1, t_max - 1] per unit (Tallec & Ollivier, 2018): a gate sigma(b) =
-    u / (1 + u) keeps a state for about u steps, so the units' memories span 1 to t_max steps."""
-    return torch.empty(hidden_size).uniform_(1, max(t_max - 1, 2)).log()
-
-
-def chrono_init(lstm, t_max):
-    """Chrono initialisation of an LSTM: b_f = log(u) and b_i = -b_f in every layer.
-
-    PyTorch adds bias_ih and bias_hh (rows i, f, g, o); the whole bias goes into bias_ih.
-    """
-    H = lstm.hidden_size
-    with torch.no_grad():
-        for k in range(lstm.num_layers):
-            b_f = chrono_biases(H, t_max)
-            b_ih, b_hh = getattr(lstm, f"bias_ih_l{k}"), getattr(lstm, f"bias_hh_l{k}")
-            b_ih[:H], b_ih[H : 2 * H] = -b_f, b_f
-            b_hh[: 2 * H] = 0.0
-    return lstm
-
-
-def update_gate_init(gru, t_max):
-    """The GRU's update-gate bias in the chrono form: b_z = log(u), u ~ U[1, t_max - 1].
-
-    In PyTorch's GRU, h_t = (1 - z_t) * n_t + z_t * h_(t-1) (rows r, z, n), so a large b_z keeps
-    the state; z = u / (1 + u) at the start, as the LSTM's forget gate under chrono.
-    """
-    H = gru.hidden_size
-    with torch.no_grad():
-        for k in range(gru.num_layers):
-            getattr(gru, f"bias_ih_l{k}")[H : 2 * H] = chrono_biases(H, t_max)
-            getattr(gru, f"bias_hh_l{k}")[H : 2 * H] = 0.0
-    return gru
-
-
-def identity_init(rnn):
-    """IRNN (Le, Jaitly & Hinton, 2015): W_hh = I and zero biases in every layer of a ReLU RNN."""
-    with torch.no_grad():
-        for k in range(rnn.num_layers):
-            getattr(rnn, f"weight_hh_l{k}").copy_(torch.eye(rnn.hidden_size))
-            getattr(rnn, f"bias_ih_l{k}").zero_()
-            getattr(rnn, f"bias_hh_l{k}").zero_()
-    return rnn
-
-
 def make_model(cell, init, t_max, layer=None, hidden=None):
     """The chapter's network for ``cell`` ("RNN", "LSTM" or "GRU") and ``init``.
 
@@ -169,12 +125,10 @@ def make_model(cell, init, t_max, layer=None, hidden=None):
         raise ValueError(f"expected init in {INITS}, got {init!r}")
     kwargs = {"nonlinearity": "relu"} if cell == "RNN" and init == "memory" else {}
     model = LastStepRegressor(layer or CELLS[cell], hidden_size=hidden or HIDDEN[cell], **kwargs)
-    if init == "memory":
-        {
-            "RNN": lambda m: identity_init(m),
-            "LSTM": lambda m: chrono_init(m, t_max),
-            "GRU": lambda m: update_gate_init(m, t_max),
-        }[cell](model.rnn)
+    if init == "memory" and cell == "RNN":
+        identity_init(model.rnn)
+    elif init == "memory":  # the LSTM's chrono form, or the GRU's update gate in the same form
+        chrono_init(model.rnn, t_max)
     return model
 
 
@@ -286,17 +240,8 @@ def at_best(arms, run, jobs, describe, seeds=SEEDS):
     )
 
 
-def write_rows(rows, out, columns):
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {len(rows)} rows to {out}")
-
-
 def describe(row):
-    """One line per finished run."""
+    """One line per finished run (`companion.sweep.run_all` adds the wall time so far)."""
     return (
         f"{row['cell']:4s} {row['init']:7s} T {row['length']:3d} seed {row['seed']:3d} "
         f"lr {row['lr']:g}: val MSE {float(row['val_mse']):.2e}, test within 0.08 "
@@ -318,8 +263,8 @@ def main():
     rows = [results[run][1] for run in runs]
     cpu = sum(float(r["cpu_seconds"]) for r in rows + [v[1] for v in grid.values()])
     print(f"{len(rows)} runs and {len(grid)} tuning runs, {cpu:.0f} s of CPU time")
-    write_rows(rows, OUT, COLUMNS)
-    write_rows([row for _, row in grid.values()], OUT_GRID, COLUMNS)
+    write_csv(rows, OUT, COLUMNS)
+    write_csv([row for _, row in grid.values()], OUT_GRID, COLUMNS)
     histories = {"/".join(map(str, (*arm, seed))): results[(arm, seed)][0] for arm, seed in runs}
     histories |= {"/".join(map(str, (*arm, TUNE_SEED, lr))): v[0] for (arm, lr), v in grid.items()}
     OUT_HISTORIES.write_text(json.dumps(histories, indent=0) + "\n")

@@ -33,7 +33,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -43,6 +42,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from companion import seed_everything
 from companion.book import load_script
 from companion.data import multiplication_problem
+from companion.sweep import run_all, write_csv
 from companion.train import evaluate, fit
 
 HERE = Path(__file__).resolve().parent
@@ -98,7 +98,7 @@ def split_data():
 
 def within(pred, y):
     """Fraction of predictions within TOLERANCE of the target: (N, 1), (N, 1) -> scalar."""
-    return ((pred - y).abs() < TOLERANCE).float().mean()
+    return memory_sweep.within(pred, y, TOLERANCE)
 
 
 def train_multiplication(cell, init, seed, device=None, epochs=EPOCHS, progress=False):
@@ -168,31 +168,29 @@ def run_one(cell, init, seed, epochs=EPOCHS):
     return row, curves
 
 
+def describe(run, result):
+    """One line per finished run (`companion.sweep.run_all` adds the wall time so far)."""
+    row = result[0]
+    return (
+        f"{row['cell']:4s} {row['init']:7s} seed {row['seed']}: test MSE "
+        f"{float(row['test_mse']):.2e}, within {TOLERANCE}: "
+        f"{row[f'test_accuracy_{TOLERANCE}']} ({row['cpu_seconds']} s CPU)"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2 epochs of seed 0, writes nothing")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one thread each")
     args = parser.parse_args()
     seeds, epochs = ((0,), 2) if args.quick else (SEEDS, EPOCHS)
-    runs = [(c, i, s) for s in seeds for c in CELLS for i in INITS]
-    start = time.perf_counter()
-    results = {}
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {run: pool.submit(run_one, *run, epochs) for run in runs}
-        for run, future in futures.items():
-            row, curves = results[run] = future.result()
-            print(
-                f"{row['cell']:4s} {row['init']:7s} seed {row['seed']}: test MSE "
-                f"{float(row['test_mse']):.2e}, within {TOLERANCE}: "
-                f"{row[f'test_accuracy_{TOLERANCE}']} ({row['cpu_seconds']} s CPU; "
-                f"{time.perf_counter() - start:.0f} s wall so far)",
-                flush=True,
-            )
+    runs = [(c, i, s, epochs) for s in seeds for c in CELLS for i in INITS]
+    results = run_all(run_one, runs, jobs=args.jobs, describe=describe)
     rows = [results[run][0] for run in runs]
     print(f"{len(rows)} runs, {sum(float(r['cpu_seconds']) for r in rows):.0f} s of CPU time")
     if not args.quick:
-        memory_sweep.write_rows(rows, OUT, COLUMNS)
-        histories = {"/".join(map(str, run)): results[run][1] for run in runs}
+        write_csv(rows, OUT, COLUMNS)
+        histories = {"/".join(map(str, run[:3])): results[run][1] for run in runs}
         OUT_HISTORIES.write_text(json.dumps(histories, indent=0) + "\n")
         print(f"wrote {len(histories)} histories to {OUT_HISTORIES}")
 

@@ -29,7 +29,6 @@ the run got right, 4 a hex digit}).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from pathlib import Path
@@ -40,7 +39,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from companion import seed_everything
 from companion.data import Vocab, collate_for_packing, synthetic_reviews
+from companion.init import identity_init, set_gate_bias
 from companion.selection import at_best, fit_until_plateau
+from companion.sweep import write_csv
 from companion.train import evaluate
 
 # The settings of the chapter (the notebook imports them from here).
@@ -128,25 +129,11 @@ class SentimentClassifier(nn.Module):
 
 
 def open_memory_gate(model, value=MEMORY_BIAS):
-    """b_f (LSTM, rows i, f, g, o) or b_z (GRU, rows r, z, n) = ``value``: the second block of
-    rows of the bias, all of it in bias_ih. Other layers are left as they are."""
-    if type(model.rnn).__name__ in ("LSTM", "GRU"):
-        H = model.rnn.hidden_size
-        with torch.no_grad():
-            for name, p in model.rnn.named_parameters():
-                if name.startswith("bias_"):
-                    p[H : 2 * H] = value if name.startswith("bias_ih") else 0.0
-    return model
-
-
-def identity_recurrence(model):
-    """IRNN: identity recurrent weights and zero biases in every direction of the RNN layer."""
-    with torch.no_grad():
-        for name, p in model.rnn.named_parameters():
-            if name.startswith("weight_hh"):
-                p.copy_(torch.eye(p.shape[0]))
-            elif name.startswith("bias_"):
-                p.zero_()
+    """b_f (LSTM) or b_z (GRU) = ``value``, all of it in bias_ih: `companion.init.set_gate_bias`.
+    Other layers are left as they are."""
+    kind = type(model.rnn).__name__
+    if kind in ("LSTM", "GRU"):
+        set_gate_bias(model.rnn, "f" if kind == "LSTM" else "z", value)
     return model
 
 
@@ -163,7 +150,10 @@ def make_classifier(cell, init, vocab_size, bidirectional=False):
         **({"nonlinearity": "relu"} if relu else {}),
     )
     if init == "memory":
-        model = identity_recurrence(model) if cell == "RNN" else open_memory_gate(model)
+        if cell == "RNN":
+            identity_init(model.rnn)  # the IRNN, in every direction
+        else:
+            open_memory_gate(model)
     return model
 
 
@@ -302,7 +292,7 @@ def unpack_hits(text, n=N_TEST):
 
 
 def describe(row):
-    """One line per finished run."""
+    """One line per finished run (`companion.sweep.run_all` adds the wall time so far)."""
     return (
         f"d {row['distance']:2d} seed {row['seed']:3d} {row['cell']:4s} {row['init']:7s} "
         f"lr {row['lr']:g}: accuracy {row['accuracy']}, {row['epochs']} epochs ({row['stop']}; "
@@ -328,13 +318,8 @@ def main():
     rows = [results[run][1] for run in runs]
     cpu = sum(float(r["cpu_seconds"]) for r in rows + [v[1] for v in tuning.values()])
     print(f"{len(rows)} runs and {len(tuning)} tuning runs, {cpu:.0f} s of CPU time")
-    for out, table in ((OUT, rows), (OUT_GRID, [row for _, row in tuning.values()])):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            writer.writerows(table)
-        print(f"wrote {len(table)} rows to {out}")
+    write_csv(rows, OUT, COLUMNS)
+    write_csv([row for _, row in tuning.values()], OUT_GRID, COLUMNS)
     hits = {"/".join(map(str, (*arm, seed))): results[(arm, seed)][0] for arm, seed in runs}
     OUT_HITS.write_text(json.dumps(hits, indent=0) + "\n")
     print(f"wrote the test hits of {len(hits)} runs to {OUT_HITS}")

@@ -15,7 +15,7 @@ minLSTM: b_f = 1), an update-gate bias that keeps the state (GRU: b_z = +1, sinc
 the fraction kept; minGRU: b_z = -1, since its z is the fraction written).
 
 minGRU and minLSTM are trained in their sequential mode, which computes the same function as the
-scan (tests/test_models_today.py checks it to 1e-12 in float64) and is faster on one CPU thread
+scan (tests/test_minrnn.py checks it to 1e-12 in float64) and is faster on one CPU thread
 at this length (see 12_speed_sweep.py).
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/12_accuracy_sweep.py
@@ -27,7 +27,7 @@ test_accuracy (within 0.04), val_mse, cpu_seconds.
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 import time
 from pathlib import Path
 
@@ -36,7 +36,16 @@ from torch import nn
 
 from companion import models as cm
 from companion import seed_everything
+from companion.book import load_script
 from companion.data import adding_problem, multiplication_problem
+from companion.init import set_gate_bias
+from companion.sweep import write_csv
+
+# Chapter 6's network and tolerance score (its file name starts with a digit, so no plain import;
+# the chapter loads that script first, and a script run on its own loads it here).
+memory_sweep = sys.modules.get("memory_sweep") or load_script(
+    "memory_sweep", "scripts/06_memory_sweep.py", Path(__file__).resolve().parents[1]
+)
 
 LENGTH, N_ALL, N_TEST, VAL_FRACTION = 100, 3000, 500, 0.2
 LAYERS, BATCH, EPOCHS, LR, CLIP = 2, 32, 6, 1e-2, 1.0
@@ -61,40 +70,27 @@ def split(task: str):
     )
 
 
-def make_layer(model: str) -> nn.Module:
-    """The two-layer recurrent part of ``model``, batch first, with the "remember" bias."""
-    H = HIDDEN[model]
-    if model == "GRU":
-        layer = nn.GRU(2, H, LAYERS, batch_first=True)
-        rows, value = slice(H, 2 * H), 1.0  # rows r, z, n: b_z = +1 keeps the state
-    elif model == "LSTM":
-        layer = nn.LSTM(2, H, LAYERS, batch_first=True)
-        rows, value = slice(H, 2 * H), 1.0  # rows i, f, g, o: b_f = +1
-    elif model == "minGRU":
-        layer = cm.MinGRU(2, H, LAYERS, batch_first=True, mode="sequential")
-        rows, value = slice(0, H), -1.0  # rows z, h: b_z = -1 writes little
-    else:
-        layer = cm.MinLSTM(2, H, LAYERS, batch_first=True, mode="sequential")
-        rows, value = slice(0, H), 1.0  # rows f, i, h: b_f = +1
-    with torch.no_grad():
-        for name, p in layer.named_parameters():
-            if name.startswith("bias"):
-                # torch.nn sums bias_ih and bias_hh: set the first, zero the second
-                p[rows] = 0.0 if "_hh_" in name else value
-    return layer
+# The "remember" bias of each layer: (gate, value), set with companion.init.set_gate_bias.
+REMEMBER = {
+    "GRU": ("z", 1.0),  # rows r, z, n: b_z = +1 keeps the state
+    "LSTM": ("f", 1.0),  # rows i, f, g, o: b_f = +1
+    "minGRU": ("z", -1.0),  # rows z, h: b_z = -1 writes little
+    "minLSTM": ("f", 1.0),  # rows f, i, h: b_f = +1
+}
 
 
-class LastStep(nn.Module):
-    """Recurrent layers and a linear head on the last step: (N, L, 2) -> (N, 1)."""
-
-    def __init__(self, model: str):
-        super().__init__()
-        self.rnn = make_layer(model)
-        self.head = nn.Linear(HIDDEN[model], 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)
-        return self.head(out[:, -1])
+def make_net(model: str) -> nn.Module:
+    """Chapter 6's network for ``model``: two recurrent layers, batch first, with the "remember"
+    bias, and a linear head on the last step: (N, L, 2) -> (N, 1)."""
+    if model in ("GRU", "LSTM"):
+        layer, kwargs = getattr(nn, model), {}
+    else:  # chapter 12's layers, in their sequential mode (see the module's docstring)
+        layer, kwargs = (cm.MinGRU if model == "minGRU" else cm.MinLSTM), {"mode": "sequential"}
+    net = memory_sweep.LastStepRegressor(
+        layer, hidden_size=HIDDEN[model], num_layers=LAYERS, **kwargs
+    )
+    set_gate_bias(net.rnn, *REMEMBER[model])
+    return net
 
 
 def scores(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -103,7 +99,7 @@ def scores(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, flo
     with torch.no_grad():
         pred = net(x)
     net.train()
-    return ((pred - y) ** 2).mean().item(), ((pred - y).abs() < TOLERANCE).float().mean().item()
+    return ((pred - y) ** 2).mean().item(), memory_sweep.within(pred, y, TOLERANCE).item()
 
 
 def fit_mse(
@@ -138,7 +134,7 @@ def train_one(task: str, model: str, seed: int, epochs: int = EPOCHS) -> dict:
     """Train one model; return its row of the table (numbers, not yet formatted)."""
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = split(task)
     seed_everything(seed)
-    net = LastStep(model)
+    net = make_net(model)
     seconds = fit_mse(net, x_tr, y_tr, seed, epochs)
     val_mse, _ = scores(net, x_va, y_va)
     test_mse, test_acc = scores(net, x_te, y_te)
@@ -177,20 +173,7 @@ def main() -> None:
                     f"acc {row['test_accuracy']:.3f} ({row['cpu_seconds']:.0f} s)",
                     flush=True,
                 )
-                write(rows, args.out, COLUMNS)
-
-
-def write(rows: list[dict], out: Path, columns: list[str] | None = None) -> None:
-    """The rows as CSV, floats to 6 significant digits; columns in the rows' own order unless
-    given. Every sweep of chapter 12 writes its table with it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns or list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-            )
+                write_csv(rows, args.out, COLUMNS)
 
 
 if __name__ == "__main__":

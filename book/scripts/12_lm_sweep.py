@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -47,17 +46,11 @@ from torch import nn
 
 from companion import benchmark, seed_everything
 from companion import models as cm
-from companion.book import load_script
 from companion.data import CharVocab, load_tiny_shakespeare
+from companion.sweep import write_csv
 
 CONTEXT, BATCH, LR, CLIP = 64, 32, 3e-3, 1.0
 CPU_SECONDS, EVAL_EVERY, VAL_WINDOWS = 15.0, 100, 256
-# The CSV format of chapter 12's sweeps lives in the accuracy sweep; the notebook loads that
-# script first, and a script run on its own loads it here.
-accuracy_sweep = sys.modules.get("accuracy_sweep") or load_script(
-    "accuracy_sweep", "scripts/12_accuracy_sweep.py", Path(__file__).resolve().parents[1]
-)
-
 EMBED = 32
 RECURRENT = {"GRU": 76, "LSTM": 64, "minGRU": 146, "minLSTM": 118}  # hidden sizes
 TRANSFORMER = {"d_model": 48, "n_layers": 2, "n_heads": 4}
@@ -327,7 +320,7 @@ def main() -> None:
                 f"({math.exp(last['val_nats']):.2f} perplexity)",
                 flush=True,
             )
-            accuracy_sweep.write(rows, args.out or OUT)
+            write_csv(rows, args.out or OUT)
 
 
 if __name__ == "__main__":

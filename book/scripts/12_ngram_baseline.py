@@ -15,7 +15,6 @@ The file is `book/data/12_ngram.csv` with columns n, k, held_out_nats and val_na
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 
 from companion.book import load_script
 from companion.ngram import NGram
+from companion.sweep import write_csv
 
 HERE = Path(__file__).resolve().parent
 lm_sweep = sys.modules.get("lm_sweep") or load_script(
@@ -59,11 +59,7 @@ def main() -> None:
     for n in ORDERS:
         rows.append(baseline(n, data))
         print(f"{n}-gram: k = {rows[-1]['k']:g}, validation {rows[-1]['val_nats']:.4f} nats")
-    with open(OUT, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows({k: f"{v:.6g}" if k != "n" else v for k, v in r.items()} for r in rows)
-    print(f"wrote {len(rows)} rows to {OUT}")
+    write_csv(rows, OUT)  # n as it is, the floats to 6 significant digits
 
 
 if __name__ == "__main__":

@@ -23,19 +23,14 @@ re-run one point live.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from companion import models as cm
-from companion.book import load_script
-
-# chapter 12's CSV writer lives in the accuracy sweep (its file name starts with a digit)
-accuracy_sweep = sys.modules.get("accuracy_sweep") or load_script(
-    "accuracy_sweep", "scripts/12_accuracy_sweep.py", Path(__file__).resolve().parents[1]
-)
+from companion.init import set_gate_bias
+from companion.sweep import write_csv
 
 LENGTHS = (256, 1024, 4096, 16384)
 GATE_BIASES = (-8.0, 0.0, 8.0)
@@ -53,12 +48,11 @@ def build(name: str, mode: str, gate_bias: float, seed: int, dtype: torch.dtype)
     """One layer of LAYERS, seeded, with its gate biases set to ``gate_bias``."""
     torch.manual_seed(seed)
     layer = LAYERS[name](INPUT, HIDDEN, mode=mode, dtype=dtype)
-    with torch.no_grad():
-        if name == "minGRU":
-            layer.bias_l0[:HIDDEN] = gate_bias  # b_z
-        else:
-            layer.bias_l0[:HIDDEN] = -gate_bias  # b_f
-            layer.bias_l0[HIDDEN : 2 * HIDDEN] = gate_bias  # b_i
+    if name == "minGRU":
+        set_gate_bias(layer, "z", gate_bias)
+    else:
+        set_gate_bias(layer, "f", -gate_bias)
+        set_gate_bias(layer, "i", gate_bias)
     return layer
 
 
@@ -117,7 +111,7 @@ def main() -> None:
                     shown = {k: f"{v:.2e}" for k, v in row.items() if k.endswith("error")}
                     took = time.perf_counter() - start
                     print(name, mode, length, gate_bias, shown, f"{took:.1f}s", flush=True)
-    accuracy_sweep.write(rows, args.out, list(FIELDS))
+    write_csv(rows, args.out, FIELDS)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,11 @@ from torch import nn
 from companion import models as cm
 from companion import seed_everything
 from companion.book import load_script
+from companion.init import set_gate_bias
+from companion.sweep import write_csv
 
-# The training loop and the CSV format of chapter 12's sweeps live in the accuracy sweep; the
-# notebook loads that script first, and a script run on its own loads it here.
+# The training loop of chapter 12's sweeps lives in the accuracy sweep, chapter 6's network in the
+# script that one loads; the notebook loads them first, and a script run on its own loads them here.
 accuracy_sweep = sys.modules.get("accuracy_sweep") or load_script(
     "accuracy_sweep", "scripts/12_accuracy_sweep.py", Path(__file__).resolve().parents[1]
 )
@@ -57,26 +59,13 @@ def strongest_value(n: int, length: int = LENGTH, marks: int = MARKS, seed: int 
     return torch.stack([values, strength], dim=-1), y
 
 
-class LastStep(nn.Module):
-    """One recurrent layer and a linear head on the last step: (N, L, 2) -> (N, 1)."""
-
-    def __init__(self, model: str, hidden: int = HIDDEN):
-        super().__init__()
-        if model == "LSTM":
-            self.rnn = nn.LSTM(2, hidden, batch_first=True)
-            biases = [self.rnn.bias_ih_l0, self.rnn.bias_hh_l0]
-        else:
-            self.rnn = cm.SLSTM(2, hidden, batch_first=True)
-            biases = [self.rnn.cells[0].bias]
-        with torch.no_grad():  # forget-gate bias +1 (rows i, f, ...), summed over the biases
-            biases[0][hidden : 2 * hidden] = 1.0
-            for b in biases[1:]:
-                b[hidden : 2 * hidden] = 0.0
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.rnn(x)
-        return self.head(out[:, -1])
+def last_step(model: str, hidden: int = HIDDEN) -> nn.Module:
+    """One recurrent layer (``model`` in MODELS) with a forget-gate bias of +1 and a linear head
+    on the last step: (N, L, 2) -> (N, 1)."""
+    layer = nn.LSTM if model == "LSTM" else cm.SLSTM
+    net = accuracy_sweep.memory_sweep.LastStepRegressor(layer, hidden_size=hidden, num_layers=1)
+    set_gate_bias(net.rnn, "f", 1.0)
+    return net
 
 
 def train_one(model: str, seed: int, epochs: int = EPOCHS) -> dict:
@@ -84,7 +73,7 @@ def train_one(model: str, seed: int, epochs: int = EPOCHS) -> dict:
     x_tr, y_tr = strongest_value(N_TRAIN, seed=TRAIN_SEED)
     x_te, y_te = strongest_value(N_TEST, seed=TEST_SEED)
     seed_everything(seed)
-    net = LastStep(model)
+    net = last_step(model)
     seconds = accuracy_sweep.fit_mse(net, x_tr, y_tr, seed, epochs, BATCH, LR, CLIP)
     with torch.no_grad():
         test_mse = ((net(x_te) - y_te) ** 2).mean().item()
@@ -107,7 +96,7 @@ def main() -> None:
         for model in MODELS:
             rows.append(train_one(model, seed))
             print(rows[-1], flush=True)
-            accuracy_sweep.write(rows, args.out)
+            write_csv(rows, args.out)
 
 
 if __name__ == "__main__":
