@@ -54,8 +54,9 @@ RULES = [
     ),
     (
         "k",
-        "the truncation length of truncated BPTT (never an index: layers are j, products s)",
-        re.compile(r"[_^]\{?\(?k\b|(?<![A-Za-z\\])k\s*=\s*[0-9]+\s*,?\s*\\dots"),
+        "the truncation length of truncated BPTT (never an index: layers are j, sums s; h_k and"
+        " c_k are the states after k steps, as h_T is after T)",
+        re.compile(r"(?<![hc}])_\{?k\b|\^\{?\(?k\b|(?<![A-Za-z\\])k\s*=\s*[0-9]+\s*,?\s*\\dots"),
     ),
     ("P", "the projection size proj_size (parameter counts are |\\Theta|)", re.compile(r"P_")),
     (
@@ -129,6 +130,7 @@ def test_reserved_letters_keep_one_meaning(path: Path) -> None:
     [
         r"\ell_n \le T",  # a sequence's length written with the loss's letter
         r"\prod_{k=t+1}^{T} f_k",  # k as a product index
+        r"\frac{n_k + 1}{T + V}",  # k as a character index
         r"2^k \text{ steps earlier}",  # k as a count of rounds
         r"h^{(k)}_t",  # k as a layer index
         r"P_\text{LSTM} = 4 P_\text{RNN}",  # P as a parameter count
@@ -148,6 +150,7 @@ def test_each_rule_catches_its_slip(formula: str) -> None:
         r"\mathcal{L} = \sum_t \ell_t",
         r"k = 4",
         r"t, t-1, \dots, t-k+1",  # the steps a truncated backward pass reaches
+        r"h^{(u)}_0 = \operatorname{sg}(h^{(u-1)}_k)",  # the state after a chunk of k steps
         r"a gradient travels back at most $k$ steps",
         r"\lvert\Theta_\text{LSTM}\rvert = 4\,(H(I + H) + 2H)",
         r"W_{hh} = \mathrm{Id}",
