@@ -45,3 +45,10 @@ def test_stored_sweep_is_complete() -> None:
     }
     assert cells == want
     assert len(rows) == len(want) * len(sweep.SEEDS)
+
+
+def test_one_thread_restores_the_thread_count() -> None:
+    before = torch.get_num_threads()
+    with sweep.one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
