@@ -128,7 +128,8 @@ def environment_summary(device: str | torch.device | None = None) -> str:
     parts = [f"torch {torch.__version__.split('+')[0]}", f"device {device} ({device_name(device)})"]
     if device.type == "cuda":
         parts.append(f"CUDA {torch.version.cuda}")
-    parts.append(f"{torch.get_num_threads()} CPU threads")
+    threads = torch.get_num_threads()
+    parts.append(f"{threads} CPU thread{'s' if threads != 1 else ''}")
     return " | ".join(parts)
 
 

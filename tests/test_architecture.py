@@ -46,6 +46,7 @@ ALLOWED: dict[str, set[str]] = {
     "selection": {"history", "sweep", "train"},
     "paired": set(),
     "ngram": set(),
+    "weight_drop": set(),
 }
 
 

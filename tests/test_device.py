@@ -91,7 +91,13 @@ def test_environment_summary_names_torch_and_device(monkeypatch):
     monkeypatch.delenv(dev.DEVICE_ENV_VAR, raising=False)
     line = dev.environment_summary("cpu")
     assert line.startswith(f"torch {torch.__version__.split('+')[0]} | device cpu (")
-    assert "CPU threads" in line and "\n" not in line
+    assert "CPU thread" in line and "\n" not in line
+
+
+@pytest.mark.parametrize("threads, words", [(1, "1 CPU thread"), (3, "3 CPU threads")])
+def test_environment_summary_counts_threads_in_good_english(monkeypatch, threads, words):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert dev.environment_summary("cpu").endswith(words)
 
 
 @pytest.mark.parametrize("name", ["CPU", " Cpu ", "AUTO", "Auto"])
