@@ -12,7 +12,8 @@ Run from the repository root (2 to 4 CPU-minutes on one thread, depending on the
 
 It writes `book/data/09_long_run.json` with the keys settings, parameters, steps, val_loss,
 train_loss (the mean over each evaluation interval), cpu_seconds (at each evaluation),
-samples ({step: text}), best_val_loss, best_step, total_cpu_seconds and wall_seconds; and the
+samples ({step: text}), init, stop_reason ("budget" after all the steps of SETTINGS, "cpu limit"
+if CPU_LIMIT ended it first), best_val_loss, best_step, total_cpu_seconds and wall_seconds; and the
 trained weights (the final step's, without the optimizer's state, about 2.9 MB) in
 `book/data/09_long_run_lstm.pt`, a companion checkpoint whose config holds SETTINGS, so that the
 notebook can score the model in other ways without training it again.
@@ -134,6 +135,8 @@ def main() -> None:
         result["samples"][step] = sample(model, vocab, PROMPT, SAMPLE_CHARS, TEMPERATURE)
     best = min(range(len(result["val_loss"])), key=result["val_loss"].__getitem__)
     result.update(
+        init="default",
+        stop_reason="budget" if step == s["steps"] else "cpu limit",
         best_val_loss=result["val_loss"][best],
         best_step=result["steps"][best],
         total_cpu_seconds=round(time.process_time() - start_cpu, 1),
