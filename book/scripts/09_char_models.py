@@ -19,7 +19,10 @@ the stored file merges the shares.
 
 The file is `book/data/09_char_models.json`: a list of runs, each a dict with the keys
 cell, init, seed, hidden, parameters, steps, val_steps, val_loss, frac_clipped,
-mean_grad_norm, median_grad_norm and cpu_seconds.
+mean_grad_norm, median_grad_norm, cpu_seconds, lr, epochs and stop_reason (every stored run
+used LR for one full pass; the last three keys were added to the file when `train_char_lm` began
+to record them).
+`09_learning_rates.py` runs the same function at a learning rate chosen per cell.
 """
 
 from __future__ import annotations
@@ -121,12 +124,20 @@ def val_loss(model, batches) -> float:
 
 
 def train_char_lm(
-    cell: str, seed: int, init: str = "default", data=None, device="cpu", evals: int = 4
+    cell: str,
+    seed: int,
+    init: str = "default",
+    data=None,
+    device="cpu",
+    evals: int = 4,
+    lr: float = LR,
 ) -> tuple[CharLM, dict]:
     """Train one model for EPOCHS passes; return it and its record (see the module docstring).
 
     data: the result of `corpus(device)` (made here if None); evals: validation points, evenly
-    spaced over training (the last one at the end).
+    spaced over training (the last one at the end); lr: Adam's learning rate. The record also
+    holds lr, epochs and stop_reason: "budget" after the full EPOCHS passes, "diverged" when a
+    training loss stopped being finite (the run then ends there, its validation loss inf).
     """
     vocab, train_ids, val_ids = data if data is not None else corpus(device)
     train_batches = lm_batches(train_ids, BATCH, BPTT)
@@ -135,16 +146,21 @@ def train_char_lm(
     model = CharLM(cell, len(vocab), hidden_size=HIDDEN[cell]).to(device)
     if init == "memory":
         memory_init(model, cell)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     steps = EPOCHS * len(train_batches)
     val_at = {round(steps * (j + 1) / evals) for j in range(evals)}
     norms, record = [], {"val_steps": [], "val_loss": []}
-    start, step = time.process_time(), 0
+    start, step, stop_reason = time.process_time(), 0, "budget"
     for _ in range(EPOCHS):
         state = None  # every epoch starts from zeros, as in companion.train.fit
         for x, y in train_batches:
             scores, state = model(x, state)
             loss = lm_loss(scores, y)
+            if not math.isfinite(loss.item()):  # a diverged run scores inf, not a made-up number
+                stop_reason = "diverged"
+                record["val_steps"].append(step)
+                record["val_loss"].append(math.inf)
+                break
             optimizer.zero_grad()
             loss.backward()
             # the norm before clipping: a step is "clipped" when it exceeds CLIP
@@ -155,18 +171,23 @@ def train_char_lm(
             if step in val_at:
                 record["val_steps"].append(step)
                 record["val_loss"].append(val_loss(model, val_batches))
-    norms_t = torch.tensor(norms)
+        if stop_reason == "diverged":
+            break
+    norms_t = torch.tensor(norms if norms else [math.nan])
     record.update(
         cell=cell,
         init=init,
         seed=seed,
         hidden=HIDDEN[cell],
-        steps=steps,
+        steps=step,  # trained; fewer than planned only when the run diverged
         parameters=sum(p.numel() for p in model.parameters()),
         frac_clipped=(norms_t > CLIP).float().mean().item(),
         mean_grad_norm=norms_t.mean().item(),
         median_grad_norm=norms_t.median().item(),
         cpu_seconds=round(time.process_time() - start, 1),
+        lr=lr,
+        epochs=step / len(train_batches),
+        stop_reason=stop_reason,
     )
     return model, record
 
