@@ -39,6 +39,7 @@ from torch import nn
 
 from companion import seed_everything
 from companion.data import CharVocab, lm_batches, load_tiny_shakespeare
+from companion.init import orthogonal_recurrence, set_gate_bias
 
 # The settings of the chapter (the notebook imports them from here).
 EMBED, BATCH, BPTT = 32, 32, 32
@@ -81,16 +82,13 @@ def memory_init(model: CharLM, cell: str) -> None:
     """The initialisation that favours memory, the same idea for every cell.
 
     LSTM: forget-gate bias b_f = MEMORY_BIAS; GRU: update-gate bias b_z = MEMORY_BIAS (z near 1
-    keeps the old state); RNN: orthogonal recurrent weights W_hh (norm-preserving).
+    keeps the old state); RNN: orthogonal recurrent weights W_hh (norm-preserving). Both from
+    `companion.init`.
     """
-    rnn = model.rnn
-    with torch.no_grad():
-        for name, p in rnn.named_parameters():
-            if cell == "RNN" and name.startswith("weight_hh"):
-                nn.init.orthogonal_(p)
-            elif cell != "RNN" and name.startswith("bias_"):
-                H = rnn.hidden_size  # gate order: LSTM i, f, g, o; GRU r, z, n
-                p[H : 2 * H] = MEMORY_BIAS if name.startswith("bias_ih") else 0.0
+    if cell == "RNN":
+        orthogonal_recurrence(model.rnn)
+    else:
+        set_gate_bias(model.rnn, "f" if cell == "LSTM" else "z", MEMORY_BIAS)
 
 
 def corpus(device="cpu"):
