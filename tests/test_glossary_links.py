@@ -1,4 +1,7 @@
-"""Every glossary term a chapter uses in its prose is linked with {term}`...` at least once.
+"""Every glossary term a chapter uses in its prose is linked with {term}`...` at its first use.
+
+"First use" is counted by markdown cell: the first cell of a chapter that uses a term (or links
+it) must link it.
 
 A term is "used" when it appears, case-insensitively and as whole words, in a markdown cell's
 prose; code (cells, fences and inline), maths, headings, roles such as {cite:t}`...`, link
@@ -108,6 +111,22 @@ def missing_links(nb_path: Path, terms: dict[str, list[str]]) -> list[str]:
     return sorted(t for t in used if t.lower() not in linked)
 
 
+def unlinked_first_uses(nb_path: Path, terms: dict[str, list[str]]) -> list[tuple[int, str]]:
+    """(cell index, term) for every term whose first using cell does not link it."""
+    nb = nbformat.read(nb_path, as_version=4)
+    seen, unlinked = set(), []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        prose, links = prose_and_links(cell.source)
+        linked = {t for t in terms if t.lower() in links}
+        for term in sorted((used_terms(prose, terms) | linked) - seen):
+            seen.add(term)
+            if term not in linked:
+                unlinked.append((index, term))
+    return unlinked
+
+
 TERMS = glossary_terms(GLOSSARY.read_text(encoding="utf-8"))
 
 
@@ -123,6 +142,14 @@ def test_chapter_links_every_glossary_term_it_uses(nb_path: Path):
     assert not missing, (
         f"{nb_path.name} uses these glossary terms without linking them once with "
         f"{{term}}`...`: {missing}"
+    )
+
+
+@pytest.mark.parametrize("nb_path", CHAPTERS, ids=[p.name for p in CHAPTERS])
+def test_chapter_links_each_glossary_term_at_its_first_use(nb_path: Path):
+    late = unlinked_first_uses(nb_path, TERMS)
+    assert not late, (
+        f"{nb_path.name}: these glossary terms are used before they are linked (cell, term): {late}"
     )
 
 
@@ -169,3 +196,15 @@ def test_a_link_counts_for_its_target(tmp_path):
     assert missing_links(chapter("A {term}`Gate`", "One RNN."), _SMALL) == [
         "Recurrent neural network"
     ]
+
+
+def test_a_link_after_the_first_use_is_late(tmp_path):
+    def chapter(*cells: str) -> Path:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(c) for c in cells])
+        path = tmp_path / "99_x.ipynb"
+        nbformat.write(nb, path)
+        return path
+
+    late = chapter("The gate opens.", "A {term}`gate <Gate>` again.")
+    assert unlinked_first_uses(late, _SMALL) == [(0, "Gate")]
+    assert unlinked_first_uses(chapter("A {term}`gate <Gate>`.", "Gates."), _SMALL) == []
