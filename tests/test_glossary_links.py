@@ -181,12 +181,17 @@ def test_used_terms(text, expected):
     assert used_terms(prose, _SMALL) == expected
 
 
+def _chapter(tmp_path: Path, *cells: str) -> Path:
+    """A made-up chapter of markdown cells, written to ``tmp_path``."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(c) for c in cells])
+    path = tmp_path / "99_x.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
 def test_a_link_counts_for_its_target(tmp_path):
     def chapter(*cells: str) -> Path:
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(c) for c in cells])
-        path = tmp_path / "99_x.ipynb"
-        nbformat.write(nb, path)
-        return path
+        return _chapter(tmp_path, *cells)
 
     assert missing_links(chapter("The gate opens.", "Gates again."), _SMALL) == ["Gate"]
     assert missing_links(chapter("A {term}`gate <Gate>` opens.", "Gates again."), _SMALL) == []
@@ -200,10 +205,7 @@ def test_a_link_counts_for_its_target(tmp_path):
 
 def test_a_link_after_the_first_use_is_late(tmp_path):
     def chapter(*cells: str) -> Path:
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(c) for c in cells])
-        path = tmp_path / "99_x.ipynb"
-        nbformat.write(nb, path)
-        return path
+        return _chapter(tmp_path, *cells)
 
     late = chapter("The gate opens.", "A {term}`gate <Gate>` again.")
     assert unlinked_first_uses(late, _SMALL) == [(0, "Gate")]
