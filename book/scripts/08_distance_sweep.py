@@ -40,7 +40,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from companion import seed_everything
 from companion.data import Vocab, collate_for_packing, synthetic_reviews
 from companion.init import identity_init, set_gate_bias
-from companion.selection import at_best, fit_until_plateau
+from companion.selection import at_best, choose_learning_rate, fit_until_plateau
 from companion.sweep import write_csv
 from companion.train import evaluate
 
@@ -189,11 +189,11 @@ def accuracy(logits, y):
     return ((logits > 0).float() == y).float().mean()  # a > 0 is p > 0.5
 
 
-def validation_batches(distance):
+def validation_batches(distance, vocab):
     """One batch of N_VAL reviews at ``distance``, the same for every cell and seed: the data the
     learning rate and the stopping epoch are chosen on (never the test reviews)."""
     reviews = synthetic_reviews(N_VAL, length=LENGTH, distance=distance, seed=VAL_SEED + distance)
-    return to_batches(reviews, make_vocab(), batch_size=N_VAL)
+    return to_batches(reviews, vocab, batch_size=N_VAL)
 
 
 def train_classifier(
@@ -219,7 +219,7 @@ def train_classifier(
     stopped = fit_until_plateau(
         model,
         train_batches,
-        val_data=validation_batches(distance),
+        val_data=validation_batches(distance, vocab),
         max_epochs=max_epochs,
         patience=patience,
         loss_fn=nn.BCEWithLogitsLoss(),
@@ -270,12 +270,11 @@ def run_one(cell, init, distance, seed, lr):
 
 def chosen_rates(grid_rows):
     """{(cell, init, distance): the rate of the lowest validation loss} from the tuning rows."""
-    best = {}
+    tried = {}  # (cell, init, distance) -> {lr: validation loss}
     for r in grid_rows:
-        key = (r["cell"], r["init"], int(r["distance"]))
-        if key not in best or float(r["val_loss"]) < float(best[key]["val_loss"]):
-            best[key] = r
-    return {key: float(r["lr"]) for key, r in best.items()}
+        arm = (r["cell"], r["init"], int(r["distance"]))
+        tried.setdefault(arm, {})[float(r["lr"])] = float(r["val_loss"])
+    return {arm: choose_learning_rate(list(s), s.__getitem__)[0] for arm, s in tried.items()}
 
 
 def pack_hits(hits):
