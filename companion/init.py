@@ -32,6 +32,7 @@ from companion.models import GATE_NAMES
 
 __all__ = [
     "BIAS_BLOCKS",
+    "CHRONO_SIGNS",
     "chrono_biases",
     "chrono_init",
     "identity_init",
@@ -105,30 +106,44 @@ def chrono_biases(hidden_size: int, t_max: int) -> Tensor:
     return torch.empty(hidden_size).uniform_(1, max(t_max - 1, 2)).log()
 
 
+#: The chrono form of each gated layer: the sign with which each memory gate's rows get log(u).
+#: The LSTM's forget gate keeps where it is near 1 and its input gate mirrors it; PyTorch's GRU
+#: keeps where z is near 1; the minGRU's z is the fraction *written*, so its bias is -log(u); the
+#: minLSTM's normalised forget gate f / (f + i) keeps about u steps with b_f = log(u), b_i = -b_f.
+CHRONO_SIGNS: dict[str, dict[str, int]] = {
+    "LSTM": {"i": -1, "f": +1},
+    "GRU": {"z": +1},
+    "MinGRU": {"z": -1},
+    "MinLSTM": {"f": +1, "i": -1},
+}
+
+
 def chrono_init(layer: nn.Module, t_max: int) -> nn.Module:
-    """The chrono initialisation, in every layer and direction of an LSTM or a GRU.
+    """The chrono initialisation, in every layer and direction of a gated layer.
 
     LSTM: b_f = log(u) and b_i = -b_f (Tallec & Ollivier, 2018). GRU, its chrono form: the
     update gate b_z = log(u), since PyTorch's GRU keeps the state where z is near 1 (h_t =
-    (1 - z_t) n_t + z_t h_(t-1)). u ~ U[1, t_max - 1], drawn once per layer and direction in the
-    order of the parameters; the bias goes into ``bias_ih`` and those rows of ``bias_hh`` are 0.
-    ``t_max`` is the longest memory wanted, usually T. Returns ``layer``.
+    (1 - z_t) n_t + z_t h_(t-1)). Chapter 12's minGRU: b_z = -log(u), since its z writes; its
+    minLSTM: b_f = log(u), b_i = -b_f (see :data:`CHRONO_SIGNS`). u ~ U[1, t_max - 1], drawn once
+    per layer and direction in the order of the parameters; the bias goes into ``bias_ih`` (or
+    the layer's one bias) and those rows of ``bias_hh`` are 0. ``t_max`` is the longest memory
+    wanted, usually T. Returns ``layer``.
     """
     kind = type(layer).__name__
-    if kind not in ("LSTM", "GRU"):
-        raise TypeError(f"chrono_init: expected an LSTM or a GRU, got {kind}")
+    if kind not in CHRONO_SIGNS:
+        raise TypeError(f"chrono_init: expected one of {', '.join(CHRONO_SIGNS)}, got {kind}")
     t_max = check_int("chrono_init", "t_max", t_max)
     H = layer.hidden_size
-    # The LSTM's i and f blocks are rows 0:2H; the GRU's z block is H:2H.
-    rows = slice(0, 2 * H) if kind == "LSTM" else _rows("chrono_init", layer, "z")
+    signs = [(_rows("chrono_init", layer, gate), s) for gate, s in CHRONO_SIGNS[kind].items()]
     with torch.no_grad():
-        for name, b_ih in _biases(layer):
-            if not name.startswith("bias_ih"):
-                continue
-            b_hh = getattr(layer, name.replace("bias_ih", "bias_hh"))
+        for name, bias in _biases(layer):
+            if name.startswith("bias_hh"):
+                continue  # zeroed with its bias_ih below
             b = chrono_biases(H, t_max)
-            b_ih[rows] = torch.cat([-b, b]) if kind == "LSTM" else b
-            b_hh[rows] = 0.0
+            for rows, sign in signs:
+                bias[rows] = sign * b
+                if name.startswith("bias_ih"):
+                    getattr(layer, name.replace("bias_ih", "bias_hh"))[rows] = 0.0
     return layer
 
 

@@ -80,6 +80,29 @@ def test_chrono_init_of_a_gru_is_the_update_gate_form(layer_class) -> None:
     assert_same(new, old)
 
 
+@pytest.mark.parametrize(
+    ("layer_class", "keep"),
+    [(cm.MinGRU, lambda b: torch.sigmoid(-b[:H])), (cm.MinLSTM, lambda b: torch.sigmoid(b[:H]))],
+    ids=["MinGRU", "MinLSTM"],
+)
+def test_chrono_init_of_the_minimal_layers_keeps_for_1_to_t_max_steps(layer_class, keep) -> None:
+    layer = chrono_init(seeded(layer_class, 2, H, 2), T_MAX)
+    for k in range(2):
+        b = getattr(layer, f"bias_l{k}")
+        kept = keep(b)  # the share of the old state kept per step, u / (1 + u) with u in [1, 49]
+        assert bool((kept >= 0.5 - 1e-6).all()) and bool((kept <= 49 / 50 + 1e-6).all())
+        if layer_class is cm.MinLSTM:
+            assert torch.equal(b[H : 2 * H], -b[:H])  # b_i = -b_f
+    assert not torch.equal(layer.bias_l0[:H], layer.bias_l1[:H])  # one draw per layer
+
+
+def test_chrono_init_refuses_a_layer_without_a_memory_gate() -> None:
+    with pytest.raises(
+        TypeError, match="chrono_init: expected one of LSTM, GRU, MinGRU, MinLSTM, got RNN"
+    ):
+        chrono_init(nn.RNN(2, H), T_MAX)
+
+
 def test_chrono_init_reaches_the_reverse_direction() -> None:
     lstm = chrono_init(seeded(nn.LSTM, 2, H, bidirectional=True), T_MAX)
     assert bool((lstm.bias_hh_l0_reverse[: 2 * H] == 0).all())
@@ -123,8 +146,6 @@ def test_set_gate_bias_refuses_what_has_no_such_gate() -> None:
         set_gate_bias(nn.GRU(2, H), "f", 1.0)
     with pytest.raises(TypeError, match=r"expected value to be a finite number, got str '1'"):
         set_gate_bias(nn.GRU(2, H), "z", "1")
-    with pytest.raises(TypeError, match=r"chrono_init: expected an LSTM or a GRU, got RNN"):
-        chrono_init(nn.RNN(2, H), T_MAX)
 
 
 @pytest.mark.parametrize("layer_class", [nn.RNN, cm.RNN])
