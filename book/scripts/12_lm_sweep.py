@@ -47,6 +47,7 @@ from torch import nn
 from companion import benchmark, seed_everything
 from companion import models as cm
 from companion.data import CharVocab, load_tiny_shakespeare
+from companion.selection import at_best
 from companion.sweep import write_csv
 
 CONTEXT, BATCH, LR, CLIP = 64, 32, 3e-3, 1.0
@@ -153,9 +154,15 @@ def val_nats(model: nn.Module, windows: torch.Tensor) -> float:
 
 
 def train_lm(
-    kind: str, seed: int, cpu_seconds: float = CPU_SECONDS, max_steps: int | None = None, data=None
+    kind: str,
+    seed: int,
+    cpu_seconds: float = CPU_SECONDS,
+    max_steps: int | None = None,
+    data=None,
+    lr: float = LR,
 ) -> list[dict]:
-    """Train one model for ``cpu_seconds`` of CPU time (or exactly ``max_steps`` steps).
+    """Train one model with Adam at ``lr`` for ``cpu_seconds`` of CPU time (or exactly
+    ``max_steps`` steps).
 
     Returns the curve: a dict (step, cpu_seconds, val_nats) at step 0 and every EVAL_EVERY steps,
     and at the last step. With ``max_steps`` the run is deterministic on the CPU: the notebook
@@ -164,7 +171,7 @@ def train_lm(
     vocab, train_ids, windows, _ = data or corpus()
     seed_everything(seed)
     model = build(kind, len(vocab))
-    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     offsets = torch.Generator().manual_seed(seed)
     curve = [{"step": 0, "cpu_seconds": 0.0, "val_nats": val_nats(model, windows)}]
     used, step = 0.0, 0
@@ -277,9 +284,71 @@ def measure_generation(
     return benchmark.finish_results(results, monitor)
 
 
+# Learning curves to CURVE_SECONDS of CPU time, each model at its own learning rate: chosen from
+# LR_GRID by the validation loss after TUNE_SECONDS on TUNE_SEED (a seed no compared curve uses).
+LR_GRID, TUNE_SEED, TUNE_SECONDS = (1e-3, 3e-3, 1e-2), 100, 120.0
+CURVE_SECONDS, CURVE_SEEDS = 240.0, (0, 1, 2)
+OUT_CURVES, OUT_CURVES_GRID = DATA / "12_lm_curves.csv", DATA / "12_lm_lr_grid.csv"
+CURVE_COLUMNS = ["model", "seed", "lr", "params", "step", "cpu_seconds", "val_nats", "stop"]
+
+
+def run_curve(kind: str, seed: int, lr: float) -> tuple[list[dict], dict]:
+    """(every point of the curve, a summary row), one thread; the tuning seed trains for
+    TUNE_SECONDS, a compared seed for CURVE_SECONDS."""
+    torch.set_num_threads(1)
+    data = corpus()
+    seconds = TUNE_SECONDS if seed == TUNE_SEED else CURVE_SECONDS
+    curve = train_lm(kind, seed, cpu_seconds=seconds, data=data, lr=lr)
+    params = cm.count_parameters(build(kind, len(data[0])))
+    points = [
+        {"model": kind, "seed": seed, "lr": lr, "params": params, **point, "stop": "budget"}
+        for point in curve
+    ]
+    last = curve[-1]
+    return points, {
+        "model": kind,
+        "seed": seed,
+        "lr": lr,
+        "val_loss": last["val_nats"],
+        "step": last["step"],
+        "cpu_seconds": last["cpu_seconds"],
+    }
+
+
+def describe_curve(row: dict) -> str:
+    """One line per finished curve."""
+    return (
+        f"{row['model']:11s} seed {row['seed']:3d} lr {row['lr']:g}: {row['step']} steps, "
+        f"{row['val_loss']:.3f} nats after {row['cpu_seconds']:.0f} s CPU"
+    )
+
+
+def curves(jobs: int) -> None:
+    """Every model at its rate, CURVE_SEEDS, to CURVE_SECONDS: writes OUT_CURVES and the tuning
+    runs' curves to OUT_CURVES_GRID."""
+    arms = [(kind,) for kind in MODELS]
+
+    grid, chosen, results = at_best(
+        arms,
+        run_curve,
+        grid=LR_GRID,
+        tune_seed=TUNE_SEED,
+        seeds=CURVE_SEEDS,
+        jobs=jobs,
+        describe=describe_curve,
+    )
+    print("rates chosen:", {arm[0]: lr for arm, lr in chosen.items()})
+    order = sorted(results, key=lambda k: (arms.index(k[0]), k[1]))
+    write_csv([p for run in order for p in results[run][0]], OUT_CURVES, CURVE_COLUMNS)
+    tuning = sorted(grid, key=lambda k: (arms.index(k[0]), k[1]))
+    write_csv([p for run in tuning for p in grid[run][0]], OUT_CURVES_GRID, CURVE_COLUMNS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generation", action="store_true", help="only the generation costs")
+    parser.add_argument("--curves", action="store_true", help="learning curves at tuned rates")
+    parser.add_argument("--jobs", type=int, default=1, help="--curves: runs in parallel")
     parser.add_argument("--params", action="store_true", help="print parameter counts, exit")
     parser.add_argument(
         "--seeds",
@@ -298,6 +367,9 @@ def main() -> None:
     if args.params:
         for kind in MODELS:
             print(kind, cm.count_parameters(build(kind, 65)))
+        return
+    if args.curves:
+        curves(args.jobs)
         return
     if args.generation:
         result = measure_generation(3, (256, 1024)) if args.tiny else measure_generation()
