@@ -6,14 +6,17 @@ One module per idea, each named for it, all in one flat package:
   GRU cells and layers, drop-in twins of ``torch.nn``'s), :mod:`companion.minrnn` (minGRU and
   minLSTM) and :mod:`companion.slstm` (the sLSTM) for chapter 12, :mod:`companion.numpy_lstm`
   (the LSTM and its BPTT in NumPy), :mod:`companion.fused` (a layer with its backward written
-  by hand); and :mod:`companion.init`, the initialisations for long memory they share;
+  by hand); :mod:`companion.init`, the initialisations for long memory they share, and
+  :mod:`companion.gates` (each architecture's gates by name);
 - data: :mod:`companion.data` (every data set, offline) and :mod:`companion.download` (a file
   fetched whole and checked, or nothing); :mod:`companion.book` (the book's stored files);
 - training: :mod:`companion.train` (``fit``, ``evaluate``, ``predict``), :mod:`companion.batches`
   (how a batch reaches the model), :mod:`companion.history` (what ``fit`` records),
   :mod:`companion.checkpoints`, :mod:`companion.distributed`, and :mod:`companion.sweep` (the
   process pool and CSV of the sweep scripts);
-- looking at results: :mod:`companion.diagnostics`, :mod:`companion.plots`,
+- looking at models and results: :mod:`companion.gate_recording` (every gate a forward pass
+  computes), :mod:`companion.parameters` (parameter counts), :mod:`companion.diagnostics`,
+  :mod:`companion.plots`,
   :mod:`companion.benchmark` (chapter 11's results file);
 - :mod:`companion.device` (device, seeds) and :mod:`companion.safe_globals` (weights-only
   loading of companion's layers).
