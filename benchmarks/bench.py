@@ -76,17 +76,17 @@ from companion.benchmark import (
     GPU_GOAL_SHAPE,
     ContentionMonitor,
     Shape,
-    _sig,
     conditions_report,
     cpu_name,
     finish_results,
     format_table,
-    goal_report,
+    goals_section,
     new_results,
     summarize,
     timed,
 )
 from companion.device import device_name, pick_device
+from companion.timing import round_sig
 
 COMPILED = ("companion+compile", "companion+compile-ro")
 #: Variants timed at every shape; "naive" joins them on the batch grid only.
@@ -244,7 +244,7 @@ def _first_call(run: Callable[[], Any], sync: Callable[[], None]) -> tuple[Any, 
     start = time.perf_counter()
     out = run()
     sync()
-    return out, _sig((time.perf_counter() - start) * 1e3)
+    return out, round_sig((time.perf_counter() - start) * 1e3)
 
 
 def _skip_reason(err: Exception) -> str:
@@ -320,7 +320,7 @@ def bench_forward_backward(
             out = out.float()
             if expected is None:  # torch.nn float32 comes first
                 expected = out
-            row["max_abs_diff"] = _sig(float((out - expected).abs().max()), 3)
+            row["max_abs_diff"] = round_sig(float((out - expected).abs().max()), 3)
             runners[key] = run
         except Exception as err:  # a variant that cannot run here must not stop the others
             row["skipped"] = _skip_reason(err)
@@ -331,9 +331,9 @@ def bench_forward_backward(
     for key, t in times.items():
         rows[key].update(_summary(t))
         median_s = rows[key]["median_ms"] / 1e3
-        rows[key]["sequences_per_s"] = _sig(shape.batch / median_s)
+        rows[key]["sequences_per_s"] = round_sig(shape.batch / median_s)
         if rows[key]["variant"] in COMPILED:
-            rows[key]["compile_s"] = _sig(rows[key]["first_call_ms"] / 1e3 - median_s, 3)
+            rows[key]["compile_s"] = round_sig(rows[key]["first_call_ms"] / 1e3 - median_s, 3)
     return list(rows.values()), layers
 
 
@@ -369,8 +369,8 @@ def probe_recompilation(
             sync()
             seconds.append(time.perf_counter() - start)
         probe["graphs_compiled"].append(_graph_count() - graphs)
-        probe["first_call_s"].append(_sig(seconds[0], 3))
-        probe["second_call_ms"].append(_sig(seconds[1] * 1e3))
+        probe["first_call_s"].append(round_sig(seconds[0], 3))
+        probe["second_call_ms"].append(round_sig(seconds[1] * 1e3))
     probe["recompilations"] = sum(1 for g in probe["graphs_compiled"][1:] if g > 0)
     limit = getattr(torch._dynamo.config, "recompile_limit", None)
     probe["recompile_limit"] = limit
@@ -429,8 +429,8 @@ def bench_training(
     for key, t in times.items():
         rows[key].update(_summary(t))
         median_s = rows[key]["median_ms"] / 1e3
-        rows[key]["sequences_per_s"] = _sig(n / median_s)
-        rows[key]["tokens_per_s"] = _sig(n * length / median_s)
+        rows[key]["sequences_per_s"] = round_sig(n / median_s)
+        rows[key]["tokens_per_s"] = round_sig(n * length / median_s)
     return list(rows.values())
 
 
@@ -444,7 +444,7 @@ def add_ratios(rows: list[dict], keys: Sequence[str]) -> None:
     for r in rows:
         ref = base.get(tuple(r[k] for k in keys) + (r["precision"],))
         if "median_ms" in r and ref:
-            r["ratio_to_torch"] = _sig(r["median_ms"] / ref, 3)
+            r["ratio_to_torch"] = round_sig(r["median_ms"] / ref, 3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -569,7 +569,7 @@ def _measure(
             )
         )
     add_ratios(results["training"], ("kind",))
-    results["goals"] = goal_report(results)
+    results["goals"] = goals_section(results)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ One module per idea, each named for it, all in one flat package:
   process pool and CSV of the sweep scripts);
 - looking at models and results: :mod:`companion.gate_recording` (every gate a forward pass
   computes), :mod:`companion.parameters` (parameter counts), :mod:`companion.diagnostics`,
-  :mod:`companion.plots`,
-  :mod:`companion.benchmark` (chapter 11's results file);
+  :mod:`companion.plots`; and the timings: :mod:`companion.timing` (a timed call and its
+  spread), :mod:`companion.contention` (what else ran), :mod:`companion.timing_file` (the stored
+  file, checked), :mod:`companion.speed_goals` (chapter 11's goals) and
+  :mod:`companion.benchmark` (chapter 11's tables and figures, and all of their names);
 - :mod:`companion.device` (device, seeds) and :mod:`companion.safe_globals` (weights-only
   loading of companion's layers).
 

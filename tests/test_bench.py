@@ -23,7 +23,7 @@ import torch
 import variants  # benchmarks/variants.py, likewise
 from torch import nn
 
-from companion import benchmark, models
+from companion import benchmark, contention, models, timing, timing_file
 from companion.book import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,13 +204,13 @@ def _finish(results, load=(0.3, 0.2, 0.1), others=0.02):
         "load_before": list(load),
         "load_after": list(load),
     }
-    results["contention"].update(benchmark._contention_summaries(results))
+    results["contention"].update(timing_file._contention_summaries(results))
     if results["layout"] == "bench":
         bench.add_ratios(
             results["forward_backward"],
             ("group", "kind", "batch", "length", "input_size", "hidden_size"),
         )
-        results["goals"] = benchmark.goal_report(results)
+        results["goals"] = benchmark.goals_section(results)
     benchmark.validate_results(results)
     return results
 
@@ -296,7 +296,7 @@ def test_conditions_refuse_more_work_that_ran_faster_in_every_size(field, value,
     assert where in problem and "took 399.0 ms" in problem and "fastest run (571.9 ms)" in problem
     # within the spread it is noise, not a contradiction
     results["forward_backward"][-1]["median_ms"] = 590.0
-    assert benchmark._monotone_problems(results) == []
+    assert timing_file._monotone_problems(results) == []
 
 
 def test_outliers_are_reported_not_refused():
@@ -467,7 +467,7 @@ def test_an_edited_median_is_refused(tiny_results):
     def halve_the_samples_too(results):  # consistent summaries: then the CPU times exceed the wall
         row = results["forward_backward"][2]
         row.update(times_ms=[t / 2 for t in row["times_ms"]])
-        row.update(benchmark._summaries(row["times_ms"], row["cpu_ms"]))
+        row.update(timing.summaries(row["times_ms"], row["cpu_ms"]))
 
     with pytest.raises(ValueError, match="exceeds its wall time"):
         benchmark.validate_results(_attack(tiny_results, halve_the_samples_too))
@@ -509,9 +509,9 @@ def test_null_loads_are_refused(tiny_results, load):
 
 def _busy_fraction(core: int, seconds: float = 0.5) -> float:
     """How busy ``core`` was over the next ``seconds`` (all processes), from /proc/stat."""
-    before = benchmark._proc_stat()[str(core)]
+    before = contention.proc_stat()[str(core)]
     time.sleep(seconds)
-    after = benchmark._proc_stat()[str(core)]
+    after = contention.proc_stat()[str(core)]
     busy, steal, idle = (a - b for a, b in zip(after, before))
     return (busy + steal) / max(busy + steal + idle, 1)
 
@@ -529,7 +529,7 @@ def _pinned_tiny_run(core: int, out: Path) -> None:
 
 
 needs_taskset = pytest.mark.skipif(
-    shutil.which("taskset") is None or benchmark._proc_stat() is None,
+    shutil.which("taskset") is None or contention.proc_stat() is None,
     reason="needs taskset (util-linux) and /proc/stat",
 )
 
