@@ -33,12 +33,11 @@ __all__ = [
 ]
 
 
+#: The variant every ratio is taken against, unless a goal names another.
 BASELINE = "torch.nn"
-
-
+#: A row timed in float32.
 FLOAT32 = "float32"
-
-
+#: A row timed under autocast to bfloat16.
 BF16 = "bf16-autocast"
 
 
@@ -101,11 +100,11 @@ CPU_SHAPES: tuple[Shape, ...] = (
 
 #: The per-step fixed cost: one unit, one feature, one sequence, so nearly no arithmetic.
 FLOOR_SHAPE = Shape(1, 100, 1, 1)
-
-
+#: The shape of the GPU goals: large enough for the GPU to matter.
 GPU_GOAL_SHAPE = Shape(64, 100, 64, 256)
 
 
+#: The book's speed goals, per device; :func:`goal_report` reports them.
 GOALS: tuple[Goal, ...] = (
     # The readable layer costs at most 1.2x the same equations as bare operations.
     *(Goal("cpu", k, "companion", SMALL, 1.2, "bare") for k in ("LSTM", "GRU")),
