@@ -299,6 +299,23 @@ def test_conditions_refuse_more_work_that_ran_faster_in_every_size(field, value,
     assert timing_file._monotone_problems(results) == []
 
 
+def test_batch_must_grow_the_total_time_not_the_time_per_sequence():
+    """A larger batch may cost more per sequence (oneDNN's LSTM does, from N=64 to N=256, in
+    the stored grid); only a batch whose total time fell is more work that ran faster."""
+    results = _synthetic("cpu", float)
+    results["forward_backward"] += [
+        _row("torch.nn", 50, median=200.0, kind="GRU", batch=64),
+        _row("torch.nn", 50, median=900.0, kind="GRU", batch=256),  # dearer per sequence: fine
+        _row("torch.nn", 100, median=300.0, kind="GRU", batch=64),
+        _row("torch.nn", 100, median=1000.0, kind="GRU", batch=256),  # cheaper per sequence
+    ]
+    assert timing_file._monotone_problems(results) == []
+    # less total time for 4x the sequences: more work that ran faster
+    results["forward_backward"][-3] = _row("torch.nn", 50, median=150.0, kind="GRU", batch=256)
+    (problem,) = timing_file._monotone_problems(results)
+    assert "N=256 L=50" in problem and "less than batch=64's fastest run" in problem
+
+
 def test_outliers_are_reported_not_refused():
     results = _synthetic("cpu", float)
     row = results["forward_backward"][0]
@@ -319,6 +336,9 @@ def test_verdicts_need_interquartile_ranges_that_do_not_overlap():
     assert benchmark.verdict(fast, slow, goal=0.62) == "met"
     assert benchmark.verdict(fast, slow, goal=0.47) == "missed"
     assert benchmark.verdict(fast, slow, goal=0.55) == "too close to call"
+    # the range that decides a goal's verdict
+    low, high = benchmark.ratio_range(fast, slow)
+    assert (low, high) == pytest.approx((1.1 / 2.3, 1.3 / 2.1))
     # stored rows work alike, and the goal report carries the verdict
     rows = _synthetic("cpu", float)["forward_backward"]
     assert benchmark.verdict(rows[0], rows[1]) == "faster"
@@ -416,6 +436,32 @@ def test_the_stored_cpu_results_were_measured_under_fair_conditions(path):
     assert all(g["ratio"] is not None and g["verdict"] for g in report)
     probes = {(p["kind"], p["variant"]) for p in results["recompilation"]}
     assert probes >= {("LSTM", "companion+fused"), ("GRU", "companion+fused")}
+
+
+@pytest.mark.parametrize("path", STORED_CPU, ids=lambda p: p.name)
+def test_goal_report_gives_the_range_its_verdict_is_decided_on(path):
+    results = benchmark.load_results(path)
+    KEYS = ("variant", "baseline")
+    for goal in benchmark.goal_report(results):
+        shape = benchmark.Shape.of(goal)
+        a, b = (benchmark.find_row(results, goal["kind"], goal[k], shape) for k in KEYS)
+        assert goal["ratio_low"] == a["q1_ms"] / b["q3_ms"]
+        assert goal["ratio_high"] == a["q3_ms"] / b["q1_ms"]
+        # the ratio of medians lies in the range (to its 3 stored digits)
+        assert (
+            goal["ratio_low"] <= goal["ratio"] + 5e-4 and goal["ratio"] <= goal["ratio_high"] + 5e-4
+        )
+        expected = (
+            "met"
+            if goal["ratio_high"] <= goal["max_ratio"]
+            else "missed"
+            if goal["ratio_low"] > goal["max_ratio"]
+            else "too close to call"
+        )
+        assert goal["verdict"] == expected
+    # the file keeps its goals section as it was: the range follows from the stored quartiles
+    assert results["goals"] == benchmark.goals_section(results)
+    assert not any("ratio_low" in g or "ratio_high" in g for g in results["goals"])
 
 
 @pytest.mark.parametrize("path", STORED_12, ids=lambda p: p.name)
