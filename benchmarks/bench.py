@@ -346,7 +346,13 @@ def probe_recompilation(
     lengths: Sequence[int],
 ) -> dict:
     """Call a layer at several sequence lengths, twice each: how many graphs does each length
-    compile, and how long does its first call take against the second?"""
+    compile, and how long does its first call take against the second?
+
+    The graph count is Dynamo's, so it tells something only of a compiled variant. A variant
+    that is never compiled (``companion+fused``) reads 0 unless something inside it compiles;
+    for it the report (:func:`probe_line`) gives the first and second call times instead, which
+    show whether a new length costs anything.
+    """
     sync = _sync(device)
     probe = {
         "kind": kind,
@@ -375,6 +381,22 @@ def probe_recompilation(
     limit = getattr(torch._dynamo.config, "recompile_limit", None)
     probe["recompile_limit"] = limit
     return probe
+
+
+def probe_line(probe: Mapping[str, Any]) -> str:
+    """One recompilation probe as a line of the report: graphs and recompilations for a
+    compiled variant, the first and second call times for one that is never compiled (whose
+    graph count would read 0 by construction)."""
+    head = f"{probe['variant']} {probe['kind']} at L={probe['lengths']}: "
+    if probe["variant"] in COMPILED:
+        return head + (
+            f"graphs compiled {probe['graphs_compiled']}, recompilations "
+            f"{probe['recompilations']}, first calls {probe['first_call_s']} s"
+        )
+    return head + (
+        f"not compiled; first calls {probe['first_call_s']} s, second calls "
+        f"{probe['second_call_ms']} ms"
+    )
 
 
 def bench_training(
@@ -549,10 +571,7 @@ def _measure(
             ):
                 probe = probe_recompilation(kind, variant, layer, shape, device, plan.probe_lengths)
                 results["recompilation"].append(probe)
-                log(
-                    f"  {variant} at L={probe['lengths']}: graphs compiled "
-                    f"{probe['graphs_compiled']}, first calls {probe['first_call_s']} s"
-                )
+                log("  " + probe_line(probe))
     add_ratios(fb, ("group", "kind", "batch", "length", "input_size", "hidden_size"))
     for kind in plan.train_kinds:
         log(f"training {kind} char-LM {plan.train}")
@@ -647,11 +666,7 @@ def _report(results: Mapping[str, Any]) -> None:
     print("\ntraining the char-LM (one Adam step per call)")
     print(format_table(results, "training"))
     for p in results["recompilation"]:
-        print(
-            f"\n{p['variant']} {p['kind']} at L={p['lengths']}: graphs compiled "
-            f"{p['graphs_compiled']}, recompilations {p['recompilations']}, first calls "
-            f"{p['first_call_s']} s"
-        )
+        print("\n" + probe_line(p))
     print("\ngoals (verdict from the interquartile ranges):")
     for g in results["goals"]:
         print(

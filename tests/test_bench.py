@@ -156,6 +156,29 @@ def test_naive_and_bare_layers_match_torch_nn(kind):
     )
 
 
+def test_a_probe_reports_graphs_only_for_a_compiled_variant():
+    probe = {
+        "kind": "LSTM",
+        "lengths": [100, 200],
+        "graphs_compiled": [0, 0],
+        "recompilations": 0,
+        "first_call_s": [0.01, 0.01],
+        "second_call_ms": [9.0, 18.0],
+    }
+    fused = bench.probe_line({**probe, "variant": "companion+fused"})
+    assert "graphs" not in fused and "not compiled" in fused and "[9.0, 18.0] ms" in fused
+    compiled = bench.probe_line(
+        {**probe, "variant": "companion+compile", "graphs_compiled": [1, 1]}
+    )
+    assert "graphs compiled [1, 1], recompilations 0" in compiled
+
+
+def test_bare_layer_says_which_recording_it_leaves_out():
+    doc = " ".join(variants.BareLayer.__doc__.split())
+    assert "no gate recording" in doc and "no recording" not in doc
+    assert "Autograd still builds its graph" in doc
+
+
 def test_time_interleaved_rotates_the_order():
     calls = []
     runners = {name: (lambda name=name: calls.append(name)) for name in "abc"}
