@@ -286,6 +286,22 @@ def _check_no_projection(where: str, proj_size: Any) -> None:
         )
 
 
+def _check_dropout(where: str, dropout: Any, num_layers: int) -> None:
+    """torch.nn's own rule and error for ``dropout`` (a ValueError for a non-number too, not
+    check_real's TypeError), and its warning where one layer makes dropout do nothing."""
+    is_number = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
+    if not is_number or not 0 <= dropout <= 1:
+        raise ValueError(
+            f"{where}: expected dropout to be a probability in [0, 1], got {dropout!r}"
+        )
+    if dropout > 0 and num_layers == 1:
+        warnings.warn(
+            f"{where}: dropout acts between stacked layers, so dropout={dropout} with "
+            f"num_layers=1 does nothing",
+            stacklevel=4,  # the user's call of RNN/LSTM/GRU(...)
+        )
+
+
 def _check_nonlinearity(where: str, nonlinearity: Any) -> None:
     if nonlinearity not in _ACTIVATIONS:
         raise ValueError(f"{where}: expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}")
@@ -550,18 +566,7 @@ class _LayerBase(_Recurrent):
         bias = check_bool(where, "bias", bias)
         batch_first = check_bool(where, "batch_first", batch_first)
         bidirectional = check_bool(where, "bidirectional", bidirectional, int_ok=True)
-        # torch.nn's own rule and error (a ValueError for a non-number too), not check_real's.
-        is_number = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
-        if not is_number or not 0 <= dropout <= 1:
-            raise ValueError(
-                f"{where}: expected dropout to be a probability in [0, 1], got {dropout!r}"
-            )
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                f"{where}: dropout acts between stacked layers, so dropout={dropout} with "
-                f"num_layers=1 does nothing",
-                stacklevel=3,
-            )
+        _check_dropout(where, dropout, num_layers)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -570,25 +575,32 @@ class _LayerBase(_Recurrent):
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.proj_size = 0  # torch.nn's layers all have it; only its LSTM can use it
-        rows = self._gates_per_unit * hidden_size
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self._register_weights({"device": device, "dtype": dtype})
+        # A list while record_gates is active, which every call appends its gates to.
+        self._recording: list[dict[str, Tensor]] | None = None
+        self.reset_parameters()
+
+    def _register_weights(self, factory: dict[str, Any]) -> None:
+        """Create every layer's and direction's weights (uninitialised), named as torch.nn
+        names them: ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``,
+        with ``_reverse`` for the backward direction; registered in torch.nn's order."""
+        rows, hidden_size = self._gates_per_unit * self.hidden_size, self.hidden_size
         # Parameter names per layer and direction, in torch.nn's order. torch.nn calls this list
         # _all_weights too, and code in the wild loops over it, e.g. to set the forget-gate bias.
         self._all_weights: list[list[str]] = []
-        for layer in range(num_layers):
+        for layer in range(self.num_layers):
             for direction in range(self.num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                layer_input_size = input_size if layer == 0 else self.num_directions * hidden_size
+                layer_input_size = (
+                    self.input_size if layer == 0 else self.num_directions * hidden_size
+                )
                 shapes = {"weight_ih": (rows, layer_input_size), "weight_hh": (rows, hidden_size)}
-                if bias:
+                if self.bias:
                     shapes.update(bias_ih=(rows,), bias_hh=(rows,))
                 for kind, shape in shapes.items():
                     parameter = nn.Parameter(torch.empty(shape, **factory))
                     self.register_parameter(kind + suffix, parameter)
                 self._all_weights.append([kind + suffix for kind in shapes])
-        # A list while record_gates is active, which every call appends its gates to.
-        self._recording: list[dict[str, Tensor]] | None = None
-        self.reset_parameters()
 
     @property
     def num_directions(self) -> int:
