@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from math import floor, log10
 from typing import Any
 
 __all__ = [
@@ -49,8 +50,6 @@ def round_sig(value: float, digits: int = 4) -> float:
     """``value`` rounded to ``digits`` significant digits (timings are not worth more)."""
     if value == 0 or value != value or value in (float("inf"), float("-inf")):
         return value
-    from math import floor, log10
-
     return round(value, digits - 1 - int(floor(log10(abs(value)))))
 
 
@@ -81,6 +80,8 @@ def summarize(wall_s: Sequence[float], cpu_s: Sequence[float], scale: float = 1.
 
 
 def summaries(times: Sequence[float], cpus: Sequence[float]) -> dict:
+    """What a row stores besides its samples, from its samples (ms): min_ms, q1_ms, median_ms,
+    q3_ms, max_ms (4 significant digits) and cpu_share, CPU over wall time (3 decimals)."""
     q1, median, q3 = quartiles(sorted(times))
     return {
         "min_ms": round_sig(min(times)),
