@@ -142,6 +142,12 @@ def test_numpy_lstm_reaches_no_torch() -> None:
     assert not torch_users, f"numpy_lstm reaches torch through {torch_users}"
 
 
+@pytest.mark.parametrize("module", ["gates", "timing", "contention"])
+def test_the_plain_python_modules_import_no_torch(module: str) -> None:
+    """The map calls them plain Python: a gate table, a clock and /proc/stat need no torch."""
+    assert "torch" not in all_imports(PACKAGE / f"{module}.py")
+
+
 @pytest.mark.parametrize("module", ["models", "minrnn", "slstm", "fused"])
 def test_every_layer_module_checks_on_the_shared_path(module: str) -> None:
     tree = ast.parse((PACKAGE / f"{module}.py").read_text())
