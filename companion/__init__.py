@@ -26,12 +26,15 @@ One module per idea, each named for it, all in one flat package:
 Why flat, and why these cuts: a reader of a chapter opens one file and finds one idea whole,
 as in nanoGPT's ``model.py`` or a labml page, and a module never holds two chapters (chapter 12's
 models left ``models`` for that reason; ``models`` still re-exports them, where the chapters
-import them). A sub-package would add nothing a name does not already say. What a reader may
-skip is private: ``_checks`` (argument rules), ``_layer`` (the one path that checks every
-layer's input and state, and their shared initialisation) and ``_autocast`` (mixed precision
-across torch versions). Imports run one way, from these foundations up to ``train``; the map
-and its rules are in ``docs/ARCHITECTURE.md``, and ``tests/test_architecture.py`` holds every
-module to them.
+import them). A module is also cut where its parts are used apart: the figures read the gate
+tables without the layers, and chapter 12's scripts time runs and write timing files without
+chapter 11's tables and figures, so ``gates``, ``timing``, ``contention``, ``timing_file`` and
+``speed_goals`` are modules of their own (``benchmark`` re-exports the last four). A
+sub-package would add nothing a name does not already say. What a reader may skip is private:
+``_checks`` (argument rules), ``_layer`` (the one path that checks every layer's input and
+state, and their shared initialisation) and ``_autocast`` (mixed precision across torch
+versions). Imports run one way, from these foundations up to ``train``; the map and its rules
+are in ``docs/ARCHITECTURE.md``, and ``tests/test_architecture.py`` holds every module to them.
 """
 
 # First, before any import: companion.checkpoints records it in every file it writes.
