@@ -76,17 +76,17 @@ from companion.benchmark import (
     GPU_GOAL_SHAPE,
     ContentionMonitor,
     Shape,
-    _sig,
     conditions_report,
     cpu_name,
     finish_results,
     format_table,
-    goal_report,
+    goals_section,
     new_results,
     summarize,
     timed,
 )
 from companion.device import device_name, pick_device
+from companion.timing import round_sig
 
 COMPILED = ("companion+compile", "companion+compile-ro")
 #: Variants timed at every shape; "naive" joins them on the batch grid only.
@@ -244,7 +244,7 @@ def _first_call(run: Callable[[], Any], sync: Callable[[], None]) -> tuple[Any, 
     start = time.perf_counter()
     out = run()
     sync()
-    return out, _sig((time.perf_counter() - start) * 1e3)
+    return out, round_sig((time.perf_counter() - start) * 1e3)
 
 
 def _skip_reason(err: Exception) -> str:
@@ -320,7 +320,7 @@ def bench_forward_backward(
             out = out.float()
             if expected is None:  # torch.nn float32 comes first
                 expected = out
-            row["max_abs_diff"] = _sig(float((out - expected).abs().max()), 3)
+            row["max_abs_diff"] = round_sig(float((out - expected).abs().max()), 3)
             runners[key] = run
         except Exception as err:  # a variant that cannot run here must not stop the others
             row["skipped"] = _skip_reason(err)
@@ -331,9 +331,9 @@ def bench_forward_backward(
     for key, t in times.items():
         rows[key].update(_summary(t))
         median_s = rows[key]["median_ms"] / 1e3
-        rows[key]["sequences_per_s"] = _sig(shape.batch / median_s)
+        rows[key]["sequences_per_s"] = round_sig(shape.batch / median_s)
         if rows[key]["variant"] in COMPILED:
-            rows[key]["compile_s"] = _sig(rows[key]["first_call_ms"] / 1e3 - median_s, 3)
+            rows[key]["compile_s"] = round_sig(rows[key]["first_call_ms"] / 1e3 - median_s, 3)
     return list(rows.values()), layers
 
 
@@ -346,7 +346,13 @@ def probe_recompilation(
     lengths: Sequence[int],
 ) -> dict:
     """Call a layer at several sequence lengths, twice each: how many graphs does each length
-    compile, and how long does its first call take against the second?"""
+    compile, and how long does its first call take against the second?
+
+    The graph count is Dynamo's, so it tells something only of a compiled variant. A variant
+    that is never compiled (``companion+fused``) reads 0 unless something inside it compiles;
+    for it the report (:func:`probe_line`) gives the first and second call times instead, which
+    show whether a new length costs anything.
+    """
     sync = _sync(device)
     probe = {
         "kind": kind,
@@ -369,12 +375,28 @@ def probe_recompilation(
             sync()
             seconds.append(time.perf_counter() - start)
         probe["graphs_compiled"].append(_graph_count() - graphs)
-        probe["first_call_s"].append(_sig(seconds[0], 3))
-        probe["second_call_ms"].append(_sig(seconds[1] * 1e3))
+        probe["first_call_s"].append(round_sig(seconds[0], 3))
+        probe["second_call_ms"].append(round_sig(seconds[1] * 1e3))
     probe["recompilations"] = sum(1 for g in probe["graphs_compiled"][1:] if g > 0)
     limit = getattr(torch._dynamo.config, "recompile_limit", None)
     probe["recompile_limit"] = limit
     return probe
+
+
+def probe_line(probe: Mapping[str, Any]) -> str:
+    """One recompilation probe as a line of the report: graphs and recompilations for a
+    compiled variant, the first and second call times for one that is never compiled (whose
+    graph count would read 0 by construction)."""
+    head = f"{probe['variant']} {probe['kind']} at L={probe['lengths']}: "
+    if probe["variant"] in COMPILED:
+        return head + (
+            f"graphs compiled {probe['graphs_compiled']}, recompilations "
+            f"{probe['recompilations']}, first calls {probe['first_call_s']} s"
+        )
+    return head + (
+        f"not compiled; first calls {probe['first_call_s']} s, second calls "
+        f"{probe['second_call_ms']} ms"
+    )
 
 
 def bench_training(
@@ -429,8 +451,8 @@ def bench_training(
     for key, t in times.items():
         rows[key].update(_summary(t))
         median_s = rows[key]["median_ms"] / 1e3
-        rows[key]["sequences_per_s"] = _sig(n / median_s)
-        rows[key]["tokens_per_s"] = _sig(n * length / median_s)
+        rows[key]["sequences_per_s"] = round_sig(n / median_s)
+        rows[key]["tokens_per_s"] = round_sig(n * length / median_s)
     return list(rows.values())
 
 
@@ -444,7 +466,7 @@ def add_ratios(rows: list[dict], keys: Sequence[str]) -> None:
     for r in rows:
         ref = base.get(tuple(r[k] for k in keys) + (r["precision"],))
         if "median_ms" in r and ref:
-            r["ratio_to_torch"] = _sig(r["median_ms"] / ref, 3)
+            r["ratio_to_torch"] = round_sig(r["median_ms"] / ref, 3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -549,10 +571,7 @@ def _measure(
             ):
                 probe = probe_recompilation(kind, variant, layer, shape, device, plan.probe_lengths)
                 results["recompilation"].append(probe)
-                log(
-                    f"  {variant} at L={probe['lengths']}: graphs compiled "
-                    f"{probe['graphs_compiled']}, first calls {probe['first_call_s']} s"
-                )
+                log("  " + probe_line(probe))
     add_ratios(fb, ("group", "kind", "batch", "length", "input_size", "hidden_size"))
     for kind in plan.train_kinds:
         log(f"training {kind} char-LM {plan.train}")
@@ -569,7 +588,7 @@ def _measure(
             )
         )
     add_ratios(results["training"], ("kind",))
-    results["goals"] = goal_report(results)
+    results["goals"] = goals_section(results)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -647,11 +666,7 @@ def _report(results: Mapping[str, Any]) -> None:
     print("\ntraining the char-LM (one Adam step per call)")
     print(format_table(results, "training"))
     for p in results["recompilation"]:
-        print(
-            f"\n{p['variant']} {p['kind']} at L={p['lengths']}: graphs compiled "
-            f"{p['graphs_compiled']}, recompilations {p['recompilations']}, first calls "
-            f"{p['first_call_s']} s"
-        )
+        print("\n" + probe_line(p))
     print("\ngoals (verdict from the interquartile ranges):")
     for g in results["goals"]:
         print(

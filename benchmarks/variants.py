@@ -112,8 +112,9 @@ class BareLayer(nn.Module):
     The input projection of all steps in one product, then per step one ``addmm``, ``chunk``
     and the gates' element-wise operations, exactly as ``lstm_step``, ``gru_step`` and
     ``rnn_step`` make them, written inline in one loop: no step function, no state tuples, no
-    checks, no recording. Its time is the floor for the readable layer's design: what the
-    operations themselves cost, dispatched one by one and recorded by autograd.
+    checks, no gate recording (:func:`companion.models.record_gates`). Autograd still builds its
+    graph of every operation, as it does for the readable layer, so its time is the floor for
+    that layer's design: what the operations themselves cost, dispatched one by one.
 
     Input (T, N, H_in); returns ``(output (T, N, H), h_n)`` (the LSTM's c_n is left out).
     """

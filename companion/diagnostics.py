@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from companion._checks import check_real
-from companion.models import SIGMOID_GATES, STATE_NAMES, TANH_GATES
+from companion.gates import SIGMOID_GATES, STATE_NAMES, TANH_GATES
 
 __all__ = [
     "SIGMOID_GATES",
@@ -40,7 +40,7 @@ __all__ = [
 
 ArrayLike = Union[Tensor, np.ndarray, Sequence[float]]
 
-# SIGMOID_GATES and TANH_GATES come from companion.models, the one table of gate names.
+# SIGMOID_GATES and TANH_GATES come from companion.gates, the one table of gate names.
 #: Entries of a gate record that are states, not gates; :func:`gate_statistics` skips them.
 STATE_ENTRIES = frozenset(name for names in STATE_NAMES.values() for name in names)
 #: A σ gate counts as saturated below 1 - this or above it; a tanh gate when abs(v) exceeds it.

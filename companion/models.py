@@ -62,6 +62,8 @@ fused kernels on a CPU because they
 
 Gate recording
 --------------
+:mod:`companion.gate_recording` records, by the names in :mod:`companion.gates`:
+
 >>> model = LSTM(3, 8)
 >>> with record_gates(model) as rec:
 ...     output, (h_n, c_n) = model(torch.randn(5, 2, 3))
@@ -73,8 +75,8 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import torch
@@ -93,6 +95,9 @@ from companion._layer import (
     reset_uniform,
     time_major,
 )
+from companion.gate_recording import GateRecord, GateRecorder, record_gates
+from companion.gates import GATE_BLOCKS, GATE_NAMES, SIGMOID_GATES, STATE_NAMES, TANH_GATES
+from companion.parameters import count_parameters, expected_parameters
 
 __all__ = [
     "RNNCell",
@@ -104,17 +109,20 @@ __all__ = [
     "rnn_step",
     "lstm_step",
     "gru_step",
-    "GateRecord",
+    "ShapeError",
+    "folded_bias",
+    # The gate tables, gate recording and parameter counts live in companion.gates,
+    # companion.gate_recording and companion.parameters; re-exported here, where the chapters
+    # have always found them.
     "GATE_NAMES",
+    "GATE_BLOCKS",
     "STATE_NAMES",
     "SIGMOID_GATES",
     "TANH_GATES",
-    "ShapeError",
+    "GateRecord",
     "record_gates",
     "count_parameters",
     "expected_parameters",
-    "GATE_BLOCKS",
-    "folded_bias",
     # Chapter 12's layers live in companion.minrnn and companion.slstm; re-exported here, where
     # the chapters have always found them.
     "min_g",
@@ -129,30 +137,10 @@ __all__ = [
     "SLSTM",
 ]
 
-#: What :func:`record_gates` yields: qualified module name -> gate name -> detached tensor.
-GateRecord = dict[str, dict[str, Tensor]]
-
 #: A recurrent state: ``(h,)``, or ``(h, c)`` for the LSTM; each (N, H).
 State = tuple[Tensor, ...]
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"tanh": torch.tanh, "relu": torch.relu}
-
-#: The gates each architecture records, in the order of its weight blocks (PyTorch's order).
-#: diagnostics, plots and the benchmarks read gate names from here.
-GATE_NAMES: dict[str, tuple[str, ...]] = {
-    "rnn": (),
-    "lstm": ("i", "f", "g", "o"),
-    "gru": ("r", "z", "n"),
-}
-#: Gate blocks (rows of H) in each architecture's weights: RNN 1, LSTM 4, GRU 3. fused and the
-#: benchmarks size their buffers from it.
-GATE_BLOCKS: dict[str, int] = {kind: len(names) or 1 for kind, names in GATE_NAMES.items()}
-#: The states each architecture records after its gates: h, and c for the LSTM.
-STATE_NAMES: dict[str, tuple[str, ...]] = {"rnn": ("h",), "lstm": ("h", "c"), "gru": ("h",)}
-#: Gates squashed by σ into (0, 1): LSTM input, forget, output; GRU reset and update.
-SIGMOID_GATES = frozenset({"i", "f", "o", "r", "z"})
-#: Gates squashed by tanh into (-1, 1): the LSTM candidate g and the GRU candidate n.
-TANH_GATES = frozenset({"g", "n"})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -298,6 +286,22 @@ def _check_no_projection(where: str, proj_size: Any) -> None:
         )
 
 
+def _check_dropout(where: str, dropout: Any, num_layers: int) -> None:
+    """torch.nn's own rule and error for ``dropout`` (a ValueError for a non-number too, not
+    check_real's TypeError), and its warning where one layer makes dropout do nothing."""
+    is_number = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
+    if not is_number or not 0 <= dropout <= 1:
+        raise ValueError(
+            f"{where}: expected dropout to be a probability in [0, 1], got {dropout!r}"
+        )
+    if dropout > 0 and num_layers == 1:
+        warnings.warn(
+            f"{where}: dropout acts between stacked layers, so dropout={dropout} with "
+            f"num_layers=1 does nothing",
+            stacklevel=4,  # the user's call of RNN/LSTM/GRU(...)
+        )
+
+
 def _check_nonlinearity(where: str, nonlinearity: Any) -> None:
     if nonlinearity not in _ACTIVATIONS:
         raise ValueError(f"{where}: expected nonlinearity 'tanh' or 'relu', got {nonlinearity!r}")
@@ -308,7 +312,7 @@ def _check_nonlinearity(where: str, nonlinearity: Any) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-class _Recurrent(nn.Module):
+class _Recurrent(nn.Module, GateRecorder):
     """What cells and layers share: the step and its arguments, initialisation, gate records.
 
     A subclass names its step function (``_step``) and whether ``b_hh`` folds into the input
@@ -320,7 +324,6 @@ class _Recurrent(nn.Module):
     _gates_per_unit: int  # gate blocks in weight_ih: RNN 1, LSTM 4, GRU 3
     _gate_names: tuple[str, ...]
     _state_names: tuple[str, ...] = ("h",)
-    _record_time_dim: int  # the axis of a gate record along which calls are joined
     #: Whether CPU autocast runs the model in its lower dtype, as it does the torch.nn twin
     #: (RNN, LSTM, RNNCell); GRU, GRUCell and LSTMCell stay in float32 there, as torch's do.
     _cpu_autocast_lowers: bool = True
@@ -351,22 +354,6 @@ class _Recurrent(nn.Module):
     def _step_args(self, w_hh: Tensor, b_hh: Tensor | None) -> tuple[Any, ...]:
         """The step's arguments after ``xw_t`` and the state."""
         return (w_hh.t(),) if self._fold_bias else (w_hh.t(), b_hh)
-
-    def _combine_records(self, calls: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """Join the calls' records along the time axis."""
-        if not calls:
-            return {}
-        batch_dim = self._record_time_dim + 1
-        sizes = sorted({call["h"].size(batch_dim) for call in calls})
-        if len(sizes) > 1:
-            raise ValueError(
-                f"record_gates: expected every call of a {type(self).__name__} inside one block to "
-                f"have the same batch size, got batch sizes {sizes}"
-            )
-        joined = {}
-        for name in calls[0]:
-            joined[name] = torch.cat([call[name] for call in calls], dim=self._record_time_dim)
-        return joined
 
 
 class _ElmanStep:
@@ -579,18 +566,7 @@ class _LayerBase(_Recurrent):
         bias = check_bool(where, "bias", bias)
         batch_first = check_bool(where, "batch_first", batch_first)
         bidirectional = check_bool(where, "bidirectional", bidirectional, int_ok=True)
-        # torch.nn's own rule and error (a ValueError for a non-number too), not check_real's.
-        is_number = isinstance(dropout, numbers.Real) and not isinstance(dropout, bool)
-        if not is_number or not 0 <= dropout <= 1:
-            raise ValueError(
-                f"{where}: expected dropout to be a probability in [0, 1], got {dropout!r}"
-            )
-        if dropout > 0 and num_layers == 1:
-            warnings.warn(
-                f"{where}: dropout acts between stacked layers, so dropout={dropout} with "
-                f"num_layers=1 does nothing",
-                stacklevel=3,
-            )
+        _check_dropout(where, dropout, num_layers)
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -599,25 +575,32 @@ class _LayerBase(_Recurrent):
         self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.proj_size = 0  # torch.nn's layers all have it; only its LSTM can use it
-        rows = self._gates_per_unit * hidden_size
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self._register_weights({"device": device, "dtype": dtype})
+        # A list while record_gates is active, which every call appends its gates to.
+        self._recording: list[dict[str, Tensor]] | None = None
+        self.reset_parameters()
+
+    def _register_weights(self, factory: dict[str, Any]) -> None:
+        """Create every layer's and direction's weights (uninitialised), named as torch.nn
+        names them: ``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``,
+        with ``_reverse`` for the backward direction; registered in torch.nn's order."""
+        rows, hidden_size = self._gates_per_unit * self.hidden_size, self.hidden_size
         # Parameter names per layer and direction, in torch.nn's order. torch.nn calls this list
         # _all_weights too, and code in the wild loops over it, e.g. to set the forget-gate bias.
         self._all_weights: list[list[str]] = []
-        for layer in range(num_layers):
+        for layer in range(self.num_layers):
             for direction in range(self.num_directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                layer_input_size = input_size if layer == 0 else self.num_directions * hidden_size
+                layer_input_size = (
+                    self.input_size if layer == 0 else self.num_directions * hidden_size
+                )
                 shapes = {"weight_ih": (rows, layer_input_size), "weight_hh": (rows, hidden_size)}
-                if bias:
+                if self.bias:
                     shapes.update(bias_ih=(rows,), bias_hh=(rows,))
                 for kind, shape in shapes.items():
                     parameter = nn.Parameter(torch.empty(shape, **factory))
                     self.register_parameter(kind + suffix, parameter)
                 self._all_weights.append([kind + suffix for kind in shapes])
-        # A list while record_gates is active, which every call appends its gates to.
-        self._recording: list[dict[str, Tensor]] | None = None
-        self.reset_parameters()
 
     @property
     def num_directions(self) -> int:
@@ -956,104 +939,6 @@ class GRU(_LayerBase):
             device,
             dtype,
         )
-
-
-# ------------------------------------------------------------------------------------------------
-# Looking inside: gate recording and parameter counts.
-# ------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def record_gates(module: nn.Module) -> Iterator[GateRecord]:
-    """Record the gates of every companion cell and layer inside ``module`` within the block.
-
-    >>> model = nn.Sequential(LSTMCell(3, 4))
-    >>> with record_gates(model) as rec:
-    ...     h, c = model[0](torch.randn(2, 3))
-    ...     h, c = model[0](torch.randn(2, 3), (h, c))
-    >>> rec["0"]["i"].shape  # (steps, N, H)
-    torch.Size([2, 2, 4])
-
-    The record is filled in when the block exits. It maps the qualified name of every companion
-    module (``""`` for ``module`` itself, as in ``named_modules()``) to a dict from gate name to
-    a detached tensor: LSTM ``i, f, g, o, h, c``; GRU ``r, z, n, h``; RNN ``h``. Shapes:
-
-    - layers: (num_layers·D, T, N, H), time-major even when ``batch_first=True``; N = 1 for
-      unbatched input; several calls are joined along L. For packed input L is the longest
-      length, and entries past a sequence's end are meaningless.
-    - cells: (steps, N, H), one step per call.
-
-    Modules that were not called map to ``{}``. Nothing is recorded outside the block, and the
-    normal path pays one ``is None`` check per call and per step.
-
-    Raises:
-        ValueError: if ``module`` holds no companion cell or layer (torch.nn's cannot be
-            recorded), or if one was called with different batch sizes within the block.
-        RuntimeError: if a module inside is already being recorded.
-    """
-    targets = [
-        (name, m) for name, m in module.named_modules() if isinstance(m, (_CellBase, _LayerBase))
-    ]
-    if not targets:
-        raise ValueError(
-            f"record_gates: expected a module containing companion RNN/LSTM/GRU cells or layers, "
-            f"got {type(module).__name__} with none (torch.nn's own layers cannot be recorded)"
-        )
-    for name, m in targets:
-        if m._recording is not None:
-            raise RuntimeError(
-                f"record_gates: module {name!r} ({type(m).__name__}) is already being recorded"
-            )
-    for _, m in targets:
-        m._recording = []
-    record: GateRecord = {}
-    try:
-        yield record
-    finally:
-        calls = []
-        for _, m in targets:  # stop recording everywhere first, even if combining fails below
-            calls.append(m._recording or [])
-            m._recording = None
-        for (name, m), module_calls in zip(targets, calls):
-            record[name] = m._combine_records(module_calls)
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    """The number of scalars in ``module``'s parameters (a shared parameter counts once).
-
-    Args:
-        module: any ``nn.Module``.
-        trainable_only: count only the parameters with ``requires_grad=True``.
-    """
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-def expected_parameters(
-    kind: str,
-    input_size: int,
-    hidden_size: int,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    bias: bool = True,
-) -> int:
-    """The parameter count of an ``kind`` layer ("rnn", "lstm" or "gru"), in closed form.
-
-    Every layer and direction has G gate blocks, each with H·(H_in + H) weights and, with bias,
-    2·H biases, where G = 1 (RNN), 4 (LSTM) or 3 (GRU), H_in = input_size for layer 0 and
-    D·H above it (D = 2 if bidirectional else 1).
-    """
-    if not isinstance(kind, str) or kind.lower() not in GATE_BLOCKS:
-        raise ValueError(f"expected_parameters: expected kind 'rnn', 'lstm' or 'gru', got {kind!r}")
-    g = GATE_BLOCKS[kind.lower()]
-    directions = 2 if bidirectional else 1
-    total = 0
-    for layer in range(num_layers):
-        layer_input_size = input_size if layer == 0 else directions * hidden_size
-        per_direction = g * hidden_size * (layer_input_size + hidden_size)
-        if bias:
-            per_direction += 2 * g * hidden_size
-        total += directions * per_direction
-    return total
 
 
 # Chapter 12's layers, at the end because their modules share companion._layer with this one and

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from companion._checks import check_int
-from companion.models import SIGMOID_GATES, TANH_GATES
+from companion.gates import SIGMOID_GATES, TANH_GATES
 
 __all__ = [
     "COLORS",

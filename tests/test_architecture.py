@@ -28,21 +28,37 @@ ALLOWED: dict[str, set[str]] = {
     "_layer": {"_checks", "_autocast"},
     "minrnn": {"_checks", "_layer"},
     "slstm": {"_checks", "_layer"},
-    "models": {"_checks", "_autocast", "_layer", "minrnn", "slstm"},
+    "gates": set(),
+    "gate_recording": set(),
+    "parameters": {"gates"},
+    "models": {
+        "_checks",
+        "_autocast",
+        "_layer",
+        "gates",
+        "gate_recording",
+        "parameters",
+        "minrnn",
+        "slstm",
+    },
     "fused": {"_layer", "models"},
     "init": {"_checks", "models"},
     "safe_globals": {"models", "fused"},
     "__init__": {"device", "safe_globals"},
     "data": {"_checks", "download"},
-    "plots": {"_checks", "models"},
+    "plots": {"_checks", "gates"},
     "history": {"_checks", "plots"},
     "checkpoints": {"__init__", "device", "history"},
     "distributed": {"_checks", "checkpoints", "device"},
     "batches": {"_checks"},
     "train": {"_autocast", "_checks", "batches", "checkpoints", "device", "distributed", "history"},
     "sweep": {"_checks"},
-    "diagnostics": {"_checks", "models"},
-    "benchmark": {"plots"},
+    "diagnostics": {"_checks", "gates"},
+    "timing": set(),
+    "contention": set(),
+    "speed_goals": {"timing"},
+    "timing_file": {"contention", "speed_goals", "timing"},
+    "benchmark": {"contention", "plots", "speed_goals", "timing", "timing_file"},
     "selection": {"history", "sweep", "train"},
     "paired": set(),
     "ngram": set(),
@@ -124,6 +140,12 @@ def test_numpy_lstm_reaches_no_torch() -> None:
             todo.extend(GRAPH[module])
     torch_users = [m for m in reached if "torch" in all_imports(PACKAGE / f"{m}.py")]
     assert not torch_users, f"numpy_lstm reaches torch through {torch_users}"
+
+
+@pytest.mark.parametrize("module", ["gates", "timing", "contention"])
+def test_the_plain_python_modules_import_no_torch(module: str) -> None:
+    """The map calls them plain Python: a gate table, a clock and /proc/stat need no torch."""
+    assert "torch" not in all_imports(PACKAGE / f"{module}.py")
 
 
 @pytest.mark.parametrize("module", ["models", "minrnn", "slstm", "fused"])

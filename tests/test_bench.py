@@ -23,7 +23,7 @@ import torch
 import variants  # benchmarks/variants.py, likewise
 from torch import nn
 
-from companion import benchmark, models
+from companion import benchmark, contention, models, timing, timing_file
 from companion.book import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +156,29 @@ def test_naive_and_bare_layers_match_torch_nn(kind):
     )
 
 
+def test_a_probe_reports_graphs_only_for_a_compiled_variant():
+    probe = {
+        "kind": "LSTM",
+        "lengths": [100, 200],
+        "graphs_compiled": [0, 0],
+        "recompilations": 0,
+        "first_call_s": [0.01, 0.01],
+        "second_call_ms": [9.0, 18.0],
+    }
+    fused = bench.probe_line({**probe, "variant": "companion+fused"})
+    assert "graphs" not in fused and "not compiled" in fused and "[9.0, 18.0] ms" in fused
+    compiled = bench.probe_line(
+        {**probe, "variant": "companion+compile", "graphs_compiled": [1, 1]}
+    )
+    assert "graphs compiled [1, 1], recompilations 0" in compiled
+
+
+def test_bare_layer_says_which_recording_it_leaves_out():
+    doc = " ".join(variants.BareLayer.__doc__.split())
+    assert "no gate recording" in doc and "no recording" not in doc
+    assert "Autograd still builds its graph" in doc
+
+
 def test_time_interleaved_rotates_the_order():
     calls = []
     runners = {name: (lambda name=name: calls.append(name)) for name in "abc"}
@@ -204,13 +227,13 @@ def _finish(results, load=(0.3, 0.2, 0.1), others=0.02):
         "load_before": list(load),
         "load_after": list(load),
     }
-    results["contention"].update(benchmark._contention_summaries(results))
+    results["contention"].update(timing_file._contention_summaries(results))
     if results["layout"] == "bench":
         bench.add_ratios(
             results["forward_backward"],
             ("group", "kind", "batch", "length", "input_size", "hidden_size"),
         )
-        results["goals"] = benchmark.goal_report(results)
+        results["goals"] = benchmark.goals_section(results)
     benchmark.validate_results(results)
     return results
 
@@ -296,7 +319,24 @@ def test_conditions_refuse_more_work_that_ran_faster_in_every_size(field, value,
     assert where in problem and "took 399.0 ms" in problem and "fastest run (571.9 ms)" in problem
     # within the spread it is noise, not a contradiction
     results["forward_backward"][-1]["median_ms"] = 590.0
-    assert benchmark._monotone_problems(results) == []
+    assert timing_file._monotone_problems(results) == []
+
+
+def test_batch_must_grow_the_total_time_not_the_time_per_sequence():
+    """A larger batch may cost more per sequence (oneDNN's LSTM does, from N=64 to N=256, in
+    the stored grid); only a batch whose total time fell is more work that ran faster."""
+    results = _synthetic("cpu", float)
+    results["forward_backward"] += [
+        _row("torch.nn", 50, median=200.0, kind="GRU", batch=64),
+        _row("torch.nn", 50, median=900.0, kind="GRU", batch=256),  # dearer per sequence: fine
+        _row("torch.nn", 100, median=300.0, kind="GRU", batch=64),
+        _row("torch.nn", 100, median=1000.0, kind="GRU", batch=256),  # cheaper per sequence
+    ]
+    assert timing_file._monotone_problems(results) == []
+    # less total time for 4x the sequences: more work that ran faster
+    results["forward_backward"][-3] = _row("torch.nn", 50, median=150.0, kind="GRU", batch=256)
+    (problem,) = timing_file._monotone_problems(results)
+    assert "N=256 L=50" in problem and "less than batch=64's fastest run" in problem
 
 
 def test_outliers_are_reported_not_refused():
@@ -319,6 +359,9 @@ def test_verdicts_need_interquartile_ranges_that_do_not_overlap():
     assert benchmark.verdict(fast, slow, goal=0.62) == "met"
     assert benchmark.verdict(fast, slow, goal=0.47) == "missed"
     assert benchmark.verdict(fast, slow, goal=0.55) == "too close to call"
+    # the range that decides a goal's verdict
+    low, high = benchmark.ratio_range(fast, slow)
+    assert (low, high) == pytest.approx((1.1 / 2.3, 1.3 / 2.1))
     # stored rows work alike, and the goal report carries the verdict
     rows = _synthetic("cpu", float)["forward_backward"]
     assert benchmark.verdict(rows[0], rows[1]) == "faster"
@@ -418,6 +461,32 @@ def test_the_stored_cpu_results_were_measured_under_fair_conditions(path):
     assert probes >= {("LSTM", "companion+fused"), ("GRU", "companion+fused")}
 
 
+@pytest.mark.parametrize("path", STORED_CPU, ids=lambda p: p.name)
+def test_goal_report_gives_the_range_its_verdict_is_decided_on(path):
+    results = benchmark.load_results(path)
+    KEYS = ("variant", "baseline")
+    for goal in benchmark.goal_report(results):
+        shape = benchmark.Shape.of(goal)
+        a, b = (benchmark.find_row(results, goal["kind"], goal[k], shape) for k in KEYS)
+        assert goal["ratio_low"] == a["q1_ms"] / b["q3_ms"]
+        assert goal["ratio_high"] == a["q3_ms"] / b["q1_ms"]
+        # the ratio of medians lies in the range (to its 3 stored digits)
+        assert (
+            goal["ratio_low"] <= goal["ratio"] + 5e-4 and goal["ratio"] <= goal["ratio_high"] + 5e-4
+        )
+        expected = (
+            "met"
+            if goal["ratio_high"] <= goal["max_ratio"]
+            else "missed"
+            if goal["ratio_low"] > goal["max_ratio"]
+            else "too close to call"
+        )
+        assert goal["verdict"] == expected
+    # the file keeps its goals section as it was: the range follows from the stored quartiles
+    assert results["goals"] == benchmark.goals_section(results)
+    assert not any("ratio_low" in g or "ratio_high" in g for g in results["goals"])
+
+
 @pytest.mark.parametrize("path", STORED_12, ids=lambda p: p.name)
 def test_chapter_12s_stored_timings_were_measured_under_fair_conditions(path):
     results = _accepted(path)
@@ -467,7 +536,7 @@ def test_an_edited_median_is_refused(tiny_results):
     def halve_the_samples_too(results):  # consistent summaries: then the CPU times exceed the wall
         row = results["forward_backward"][2]
         row.update(times_ms=[t / 2 for t in row["times_ms"]])
-        row.update(benchmark._summaries(row["times_ms"], row["cpu_ms"]))
+        row.update(timing.summaries(row["times_ms"], row["cpu_ms"]))
 
     with pytest.raises(ValueError, match="exceeds its wall time"):
         benchmark.validate_results(_attack(tiny_results, halve_the_samples_too))
@@ -509,9 +578,9 @@ def test_null_loads_are_refused(tiny_results, load):
 
 def _busy_fraction(core: int, seconds: float = 0.5) -> float:
     """How busy ``core`` was over the next ``seconds`` (all processes), from /proc/stat."""
-    before = benchmark._proc_stat()[str(core)]
+    before = contention.proc_stat()[str(core)]
     time.sleep(seconds)
-    after = benchmark._proc_stat()[str(core)]
+    after = contention.proc_stat()[str(core)]
     busy, steal, idle = (a - b for a, b in zip(after, before))
     return (busy + steal) / max(busy + steal + idle, 1)
 
@@ -529,7 +598,7 @@ def _pinned_tiny_run(core: int, out: Path) -> None:
 
 
 needs_taskset = pytest.mark.skipif(
-    shutil.which("taskset") is None or benchmark._proc_stat() is None,
+    shutil.which("taskset") is None or contention.proc_stat() is None,
     reason="needs taskset (util-linux) and /proc/stat",
 )
 
