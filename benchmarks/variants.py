@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from companion import fused, models
+from companion import char_lm, fused, models
 from companion.benchmark import BASELINE, BF16, FLOAT32
 
 __all__ = [
@@ -220,19 +220,17 @@ def build_layer(
     raise ValueError(f"build_layer: expected a variant in {tuple(DEVICES)}, got {variant!r}")
 
 
-class CharLM(nn.Module):
-    """A character-level language model: embedding, one recurrent layer, linear read-out.
+class CharLM(char_lm.CharLM):
+    """:class:`companion.char_lm.CharLM` around a layer built already, time-major and stateless.
 
-    ``layer`` maps (T, N, E) to (T, N, H) (an :class:`OutputOnly` or a graphed one). Input ids
-    (N, T) -> logits (N, T, V).
+    ``layer`` maps (T, N, E) to (T, N, H) (an :class:`OutputOnly` or a graphed one), the form
+    every timed variant takes, so the model reads time-major inside and returns no state.
+    Input ids (N, T) -> logits (N, T, V).
     """
 
     def __init__(self, layer: nn.Module, vocab: int, embedding: int, hidden: int) -> None:
-        super().__init__()
-        self.embedding = nn.Embedding(vocab, embedding)
-        self.layer = layer
-        self.head = nn.Linear(hidden, vocab)
+        super().__init__(layer, vocab, embedding, hidden)
 
-    def forward(self, ids: Tensor) -> Tensor:
-        e = self.embedding(ids.t())  # time-major inside, as the layers expect
-        return self.head(self.layer(e)).transpose(0, 1)
+    def forward(self, ids: Tensor) -> Tensor:  # type: ignore[override]
+        e = self.embed(ids.t())  # time-major inside, as the layers expect
+        return self.head(self.rnn(e)).transpose(0, 1)

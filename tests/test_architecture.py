@@ -43,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "fused": {"_layer", "models"},
     "init": {"_checks", "models"},
+    "char_lm": {"_checks", "minrnn"},
     "safe_globals": {"models", "fused"},
     "__init__": {"device", "safe_globals"},
     "data": {"_checks", "download"},

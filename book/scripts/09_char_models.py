@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion import seed_everything
+from companion.char_lm import CharLM  # the chapter's model, which the notebook imports from here
 from companion.data import CharVocab, lm_batches, load_tiny_shakespeare
 from companion.init import orthogonal_recurrence, set_gate_bias
 
@@ -51,31 +52,6 @@ MEMORY_SEEDS = (0, 1)  # the "memory" initialisation, a factor, on 2 of the seed
 CELLS = {"RNN": nn.RNN, "LSTM": nn.LSTM, "GRU": nn.GRU}
 MEMORY_BIAS = 1.0  # the "memory" initialisation: b_f of the LSTM, b_z of the GRU
 OUT = Path(__file__).resolve().parents[1] / "data" / "09_char_models.json"
-
-
-class CharLM(nn.Module):
-    """Embedding -> recurrent layer(s) -> linear head; forward(x, state) -> (scores, state).
-
-    x: (N, L) character ids; scores: (N, L, V); state: None (zeros) or what the previous chunk
-    returned (h of shape (layers, N, H), or the pair (h, c) for an LSTM).
-    """
-
-    def __init__(
-        self,
-        cell: str,
-        vocab_size: int,
-        embed_size: int = EMBED,
-        hidden_size: int = 128,
-        num_layers: int = 1,
-    ):
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_size)
-        self.rnn = CELLS[cell](embed_size, hidden_size, num_layers=num_layers, batch_first=True)
-        self.head = nn.Linear(hidden_size, vocab_size)
-
-    def forward(self, x, state=None):
-        out, state = self.rnn(self.embed(x), state)
-        return self.head(out), state
 
 
 def memory_init(model: CharLM, cell: str) -> None:
@@ -141,7 +117,7 @@ def train_char_lm(
     train_batches = lm_batches(train_ids, BATCH, BPTT)
     val_batches = lm_batches(val_ids, BATCH, BPTT)
     seed_everything(seed)
-    model = CharLM(cell, len(vocab), hidden_size=HIDDEN[cell]).to(device)
+    model = CharLM(cell, len(vocab), EMBED, HIDDEN[cell]).to(device)
     if init == "memory":
         memory_init(model, cell)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

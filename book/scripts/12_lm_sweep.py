@@ -46,6 +46,7 @@ from torch import nn
 
 from companion import benchmark, seed_everything
 from companion import models as cm
+from companion.char_lm import CharLM
 from companion.data import CharVocab, load_tiny_shakespeare
 from companion.selection import at_best
 from companion.sweep import write_csv
@@ -72,23 +73,15 @@ def corpus() -> tuple[CharVocab, torch.Tensor, torch.Tensor, list[str]]:
     return vocab, vocab.encode(train), windows, texts
 
 
-class RecurrentLM(nn.Module):
-    """Embedding -> two recurrent layers -> linear head: (N, L) ids -> (N, L, V) scores."""
+class RecurrentLM(CharLM):
+    """Embedding -> two recurrent layers -> linear head: (N, L) ids -> (N, L, V) scores.
 
-    def __init__(self, kind: str, vocab_size: int, hidden: int | None = None):
-        super().__init__()
-        H = hidden or RECURRENT[kind]
-        self.embed = nn.Embedding(vocab_size, EMBED)
-        if kind in ("GRU", "LSTM"):
-            self.rnn = getattr(nn, kind)(EMBED, H, 2, batch_first=True)
-        else:
-            layer = cm.MinGRU if kind == "minGRU" else cm.MinLSTM
-            self.rnn = layer(EMBED, H, 2, batch_first=True, mode="sequential")
-        self.head = nn.Linear(H, vocab_size)
+    ``companion.char_lm.CharLM`` with this table's sizes; minGRU and minLSTM run sequentially.
+    """
 
-    def forward(self, ids: torch.Tensor, state=None):
-        out, state = self.rnn(self.embed(ids), state)
-        return self.head(out), state
+    def __init__(self, kind: str, vocab_size: int, hidden: int | None = None) -> None:
+        options = {} if kind in ("GRU", "LSTM") else {"mode": "sequential"}
+        super().__init__(kind, vocab_size, EMBED, hidden or RECURRENT[kind], 2, **options)
 
 
 class Block(nn.Module):
