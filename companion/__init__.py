@@ -6,8 +6,9 @@ One module per idea, each named for it, all in one flat package:
   GRU cells and layers, drop-in twins of ``torch.nn``'s), :mod:`companion.minrnn` (minGRU and
   minLSTM) and :mod:`companion.slstm` (the sLSTM) for chapter 12, :mod:`companion.numpy_lstm`
   (the LSTM and its BPTT in NumPy), :mod:`companion.fused` (a layer with its backward written
-  by hand); :mod:`companion.init`, the initialisations for long memory they share, and
-  :mod:`companion.gates` (each architecture's gates by name);
+  by hand); :mod:`companion.init`, the initialisations for long memory they share,
+  :mod:`companion.gates` (each architecture's gates by name), and :mod:`companion.char_lm`, the
+  character language model (embedding, recurrent layers, head) of chapters 9 to 13;
 - data: :mod:`companion.data` (every data set, offline) and :mod:`companion.download` (a file
   fetched whole and checked, or nothing); :mod:`companion.book` (the book's stored files);
 - training: :mod:`companion.train` (``fit``, ``evaluate``, ``predict``), :mod:`companion.batches`
