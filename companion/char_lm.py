@@ -9,6 +9,9 @@ The model is stateful: ``forward(ids, state)`` starts from ``state`` and returns
 ended in, so truncated BPTT carries it from one chunk to the next. Its parameters are named
 ``embed.*``, ``rnn.*`` and ``head.*`` (the stored checkpoints of chapter 9 use these keys), and
 they are drawn in that order, so a seed gives the weights the stored sweeps started from.
+
+Chapter 9 writes the same model out in a cell, for the reader to see whole; the scripts that
+precompute its tables (and chapters 9 and 13 where they use those scripts' models) use this one.
 """
 
 from __future__ import annotations
