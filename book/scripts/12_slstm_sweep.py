@@ -9,28 +9,38 @@ strength of what it holds: overwrite if the new one is stronger, keep otherwise.
 gate with: an sLSTM can weight each mark by exp(a·s_t) and normalise by n_t, a soft arg-max.
 
 One layer of 32 units (LSTM 4,641 parameters with its head, sLSTM 4,513: within 3%), a linear
-head on the last step, Adam at LR, MSE, clipping at 1, EPOCHS epochs over N_TRAIN sequences in
-batches of BATCH. Both start with a forget-gate bias of +1. The validation and test sequences
-come from other seeds than the training ones.
+head on the last step, Adam, MSE, clipping at 1, batches of BATCH from N_TRAIN sequences. The
+validation and test sequences come from other seeds than the training ones. Each arm (ARMS) at
+its best, chapter 6's rule: Adam's rate chosen from LR_GRID by the validation MSE of a run on
+TUNE_SEED; up to MAX_EPOCHS epochs, stopped after PATIENCE epochs without improvement, the best
+epoch kept. The sLSTM starts with a forget-gate bias of +1 (the book found no better start for
+it); the LSTM both so and from the chrono initialisation (T_max = LENGTH), its best start in
+chapter 6.
 
-    nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python book/scripts/12_slstm_sweep.py
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python book/scripts/12_slstm_sweep.py --jobs 2
 
-Output: ``book/data/12_slstm_sweep.csv``: model, seed, params, test_mse, cpu_seconds.
+Outputs: ``book/data/12_slstm_sweep.csv`` (COLUMNS, one row per compared run),
+``book/data/12_slstm_lr_grid.csv`` (the tuning runs) and ``book/data/12_slstm_histories.json``
+({"model/init/seed": {"train_loss", "val_loss"}}, and "model/init/seed/lr" for the tuning runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from companion import models as cm
 from companion import seed_everything
 from companion.book import load_script
-from companion.init import set_gate_bias
+from companion.init import chrono_init, set_gate_bias
+from companion.selection import at_best, fit_until_plateau
 from companion.sweep import write_csv
 
 # The training loop of chapter 12's sweeps lives in the accuracy sweep, chapter 6's network in the
@@ -40,11 +50,29 @@ accuracy_sweep = sys.modules.get("accuracy_sweep") or load_script(
 )
 
 LENGTH, MARKS, HIDDEN = 50, 4, 32
-N_TRAIN, N_TEST, BATCH, EPOCHS, LR, CLIP = 4000, 1000, 64, 10, 1e-2, 1.0
-TRAIN_SEED, TEST_SEED = 1, 2
+N_TRAIN, N_VAL, N_TEST, BATCH, CLIP = 4000, 1000, 1000, 64, 1.0
+TRAIN_SEED, TEST_SEED, VAL_SEED = 1, 2, 3
 SEEDS = (0, 1, 2, 3, 4)
 MODELS = ("LSTM", "sLSTM")
-OUT = Path(__file__).resolve().parents[1] / "data" / "12_slstm_sweep.csv"
+ARMS = [("LSTM", "forget1"), ("LSTM", "chrono"), ("sLSTM", "forget1")]
+LR_GRID, TUNE_SEED = (1e-3, 3e-3, 1e-2), 100
+MAX_EPOCHS, PATIENCE = 20, 4
+DATA = Path(__file__).resolve().parents[1] / "data"
+OUT, OUT_GRID = DATA / "12_slstm_sweep.csv", DATA / "12_slstm_lr_grid.csv"
+OUT_HISTORIES = DATA / "12_slstm_histories.json"
+COLUMNS = [
+    "model",
+    "init",
+    "seed",
+    "lr",
+    "params",
+    "val_mse",
+    "test_mse",
+    "epochs",
+    "best_epoch",
+    "stop",
+    "cpu_seconds",
+]
 
 
 def strongest_value(n: int, length: int = LENGTH, marks: int = MARKS, seed: int = 0):
@@ -59,44 +87,101 @@ def strongest_value(n: int, length: int = LENGTH, marks: int = MARKS, seed: int 
     return torch.stack([values, strength], dim=-1), y
 
 
-def last_step(model: str, hidden: int = HIDDEN) -> nn.Module:
-    """One recurrent layer (``model`` in MODELS) with a forget-gate bias of +1 and a linear head
-    on the last step: (N, L, 2) -> (N, 1)."""
+def last_step(model: str, hidden: int = HIDDEN, init: str = "forget1") -> nn.Module:
+    """One recurrent layer (``model`` in MODELS) and a linear head on the last step:
+    (N, T, 2) -> (N, 1). ``init`` "forget1" sets the forget-gate bias to +1; "chrono" (the LSTM
+    only) is `companion.init.chrono_init` with T_max = LENGTH."""
     layer = nn.LSTM if model == "LSTM" else cm.SLSTM
     net = accuracy_sweep.memory_sweep.LastStepRegressor(layer, hidden_size=hidden, num_layers=1)
-    set_gate_bias(net.rnn, "f", 1.0)
+    if init == "chrono":
+        chrono_init(net.rnn, LENGTH)
+    elif init == "forget1":
+        set_gate_bias(net.rnn, "f", 1.0)
+    else:
+        raise ValueError(f"last_step: expected init 'forget1' or 'chrono', got {init!r}")
     return net
 
 
-def train_one(model: str, seed: int, epochs: int = EPOCHS) -> dict:
-    """Train one model; return its row (test MSE on unseen sequences)."""
-    x_tr, y_tr = strongest_value(N_TRAIN, seed=TRAIN_SEED)
-    x_te, y_te = strongest_value(N_TEST, seed=TEST_SEED)
+def train_one(model: str, init: str, seed: int, lr: float, max_epochs: int = MAX_EPOCHS):
+    """Train one arm with Adam at ``lr`` until the validation MSE stops improving (PATIENCE) or
+    for ``max_epochs``; the network keeps its best epoch. Returns ``(net, stopped)``."""
+    train = strongest_value(N_TRAIN, seed=TRAIN_SEED)
+    val = strongest_value(N_VAL, seed=VAL_SEED)
     seed_everything(seed)
-    net = last_step(model)
-    seconds = accuracy_sweep.fit_mse(net, x_tr, y_tr, seed, epochs, BATCH, LR, CLIP)
+    net = last_step(model, init=init)
+    loader = DataLoader(
+        TensorDataset(*train),
+        batch_size=BATCH,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    stopped = fit_until_plateau(
+        net,
+        loader,
+        val_data=[val],
+        max_epochs=max_epochs,
+        patience=PATIENCE,
+        loss_fn=nn.MSELoss(),
+        optimizer=torch.optim.Adam(net.parameters(), lr=lr),
+        clip_grad_norm=CLIP,
+        device=torch.device("cpu"),
+    )
+    return net, stopped
+
+
+def run_one(model: str, init: str, seed: int, lr: float) -> tuple[dict, dict]:
+    """(per-epoch curves, one row of the table), on one thread."""
+    torch.set_num_threads(1)
+    start = time.process_time()
+    net, stopped = train_one(model, init, seed, lr)
+    x_te, y_te = strongest_value(N_TEST, seed=TEST_SEED)
     with torch.no_grad():
         test_mse = ((net(x_te) - y_te) ** 2).mean().item()
-    return {
+    curves = {k: [round(r[k], 7) for r in stopped.history] for k in ("train_loss", "val_loss")}
+    return curves, {
         "model": model,
+        "init": init,
         "seed": seed,
+        "lr": lr,
         "params": cm.count_parameters(net),
-        "test_mse": test_mse,
-        "cpu_seconds": seconds,
+        "val_mse": f"{stopped.best_val_loss:.6g}",
+        "test_mse": f"{test_mse:.6g}",
+        "epochs": stopped.epochs,
+        "best_epoch": stopped.best_epoch,
+        "stop": stopped.reason,
+        "cpu_seconds": f"{time.process_time() - start:.1f}",
     }
+
+
+def describe(row: dict) -> str:
+    """One line per finished run."""
+    return (
+        f"{row['model']:5s} {row['init']:7s} seed {row['seed']:3d} lr {row['lr']:g}: test MSE "
+        f"{float(row['test_mse']):.4f}, {row['epochs']} epochs ({row['stop']}; "
+        f"{row['cpu_seconds']} s CPU)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel, one thread each")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    rows = []
-    for seed in SEEDS:
-        for model in MODELS:
-            rows.append(train_one(model, seed))
-            print(rows[-1], flush=True)
-            write_csv(rows, args.out)
+    grid, chosen, results = at_best(
+        ARMS,
+        run_one,
+        grid=LR_GRID,
+        tune_seed=TUNE_SEED,
+        seeds=SEEDS,
+        jobs=args.jobs,
+        describe=describe,
+    )
+    runs = sorted(results, key=lambda k: (ARMS.index(k[0]), k[1]))
+    print(f"rates chosen: {chosen}")
+    write_csv([results[run][1] for run in runs], OUT, COLUMNS)
+    write_csv([row for _, row in grid.values()], OUT_GRID, COLUMNS)
+    histories = {"/".join(map(str, (*arm, seed))): results[(arm, seed)][0] for arm, seed in runs}
+    histories |= {"/".join(map(str, (*arm, TUNE_SEED, lr))): v[0] for (arm, lr), v in grid.items()}
+    OUT_HISTORIES.write_text(json.dumps(histories, indent=0) + "\n")
 
 
 if __name__ == "__main__":
