@@ -73,13 +73,15 @@ test-unit: $(STAMP)
 
 # The replay: every notebook runs and every compared output must equal the stored one. Only
 # outputs that are the same on every x86-64 CPU are compared (README.md); other processors skip it.
+# Two notebooks at a time, each in its own worker on one thread (--dist loadscope keeps a
+# notebook's cells together and in order), so the 2-core machine replays the book in half the time.
 test-notebooks: $(STAMP)
 	@if [ "$(ARCH)" != x86_64 ]; then \
 		echo "make: exact replay of stored outputs skipped on $(ARCH) (stored on x86-64);" \
 			"every assert still runs in test-claims"; \
 	else \
 		$(BIN)/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=300 \
-			--nbval-sanitize-with tests/nbval_sanitize.cfg -q book/; \
+			--nbval-sanitize-with tests/nbval_sanitize.cfg -n 2 --dist loadscope -q book/; \
 	fi
 
 # The claims, anywhere: every notebook again, at $(CLAIMS_THREADS) threads and whatever arithmetic
