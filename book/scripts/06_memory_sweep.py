@@ -172,10 +172,21 @@ def train_adding(
 
 
 def fit_regressor(
-    model, train, val, seed, lr, max_epochs, device, progress, metrics=None, batch=BATCH
+    model,
+    train,
+    val,
+    seed,
+    lr,
+    max_epochs,
+    device=None,
+    progress=False,
+    metrics=None,
+    batch=BATCH,
+    patience=PATIENCE,
 ):
-    """The training both memory tasks share: Adam at ``lr``, MSE, clipping, batches shuffled by
-    ``seed``, until the validation loss stops improving (PATIENCE) or ``max_epochs``.
+    """The training every last-step regressor of chapters 6 and 12 shares: Adam at ``lr``, MSE,
+    clipping at CLIP, batches of ``batch`` shuffled by ``seed``, until the validation loss has not
+    improved for ``patience`` epochs or for ``max_epochs``.
 
     ``train`` and ``val`` are ``(x, y)`` pairs; returns a `companion.selection.Stopped`."""
     loader = DataLoader(
@@ -189,7 +200,7 @@ def fit_regressor(
         loader,
         val_data=[val],
         max_epochs=max_epochs,
-        patience=PATIENCE,
+        patience=patience,
         loss_fn=nn.MSELoss(),
         optimizer=torch.optim.Adam(model.parameters(), lr=lr),
         clip_grad_norm=CLIP,

@@ -39,12 +39,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from companion import seed_everything
 from companion.book import load_script
 from companion.data import multiplication_problem
-from companion.selection import fit_until_plateau
 from companion.sweep import write_csv
 from companion.train import evaluate
 
@@ -118,22 +116,8 @@ def train_multiplication(cell, init, seed, lr=memory_sweep.LR, device=None, max_
     (x_train, y_train), val, _ = split_data()
     seed_everything(seed)
     model = memory_sweep.make_model(cell, init, t_max=LENGTH).to(device)
-    loader = DataLoader(
-        TensorDataset(x_train, y_train),
-        batch_size=BATCH,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    stopped = fit_until_plateau(
-        model,
-        loader,
-        val_data=[val],
-        max_epochs=max_epochs,
-        patience=PATIENCE,
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(model.parameters(), lr=lr),
-        clip_grad_norm=memory_sweep.CLIP,
-        device=device,
+    stopped = memory_sweep.fit_regressor(
+        model, (x_train, y_train), val, seed, lr, max_epochs, device, batch=BATCH, patience=PATIENCE
     )
     return model, stopped
 

@@ -48,14 +48,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from companion import models as cm
 from companion import seed_everything
 from companion.book import load_script
 from companion.data import adding_problem, multiplication_problem
 from companion.init import chrono_init, set_gate_bias
-from companion.selection import at_best, fit_until_plateau
+from companion.selection import at_best
 from companion.sweep import write_csv
 
 # Chapter 6's network and tolerance score (its file name starts with a digit, so no plain import;
@@ -191,23 +190,18 @@ def train_one(task: str, model: str, seed: int, lr: float, max_epochs: int = MAX
     train, val, _ = split(task)
     seed_everything(seed)
     net = make_net(model, "chrono")
-    loader = DataLoader(
-        TensorDataset(*train),
-        batch_size=BATCH,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    stopped = fit_until_plateau(
+    hs = {"hs": lambda pred, y: memory_sweep.within(pred, y, HS_TOLERANCE[task])}
+    stopped = memory_sweep.fit_regressor(
         net,
-        loader,
-        val_data=[val],
-        max_epochs=max_epochs,
+        train,
+        val,
+        seed,
+        lr,
+        max_epochs,
+        torch.device("cpu"),
+        metrics=hs,
+        batch=BATCH,
         patience=PATIENCE,
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(net.parameters(), lr=lr),
-        clip_grad_norm=CLIP,
-        metrics={"hs": lambda pred, y: memory_sweep.within(pred, y, HS_TOLERANCE[task])},
-        device=torch.device("cpu"),
     )
     return net, stopped
 

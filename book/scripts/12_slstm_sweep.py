@@ -34,13 +34,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from companion import models as cm
 from companion import seed_everything
 from companion.book import load_script
 from companion.init import chrono_init, set_gate_bias
-from companion.selection import at_best, fit_until_plateau
+from companion.selection import at_best
 from companion.sweep import write_csv
 
 # The training loop of chapter 12's sweeps lives in the accuracy sweep, chapter 6's network in the
@@ -50,7 +49,7 @@ accuracy_sweep = sys.modules.get("accuracy_sweep") or load_script(
 )
 
 LENGTH, MARKS, HIDDEN = 50, 4, 32
-N_TRAIN, N_VAL, N_TEST, BATCH, CLIP = 4000, 1000, 1000, 64, 1.0
+N_TRAIN, N_VAL, N_TEST, BATCH = 4000, 1000, 1000, 64  # clipping: chapter 6's CLIP, 1
 TRAIN_SEED, TEST_SEED, VAL_SEED = 1, 2, 3
 SEEDS = (0, 1, 2, 3, 4)
 MODELS = ("LSTM", "sLSTM")
@@ -109,22 +108,8 @@ def train_one(model: str, init: str, seed: int, lr: float, max_epochs: int = MAX
     val = strongest_value(N_VAL, seed=VAL_SEED)
     seed_everything(seed)
     net = last_step(model, init=init)
-    loader = DataLoader(
-        TensorDataset(*train),
-        batch_size=BATCH,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    stopped = fit_until_plateau(
-        net,
-        loader,
-        val_data=[val],
-        max_epochs=max_epochs,
-        patience=PATIENCE,
-        loss_fn=nn.MSELoss(),
-        optimizer=torch.optim.Adam(net.parameters(), lr=lr),
-        clip_grad_norm=CLIP,
-        device=torch.device("cpu"),
+    stopped = accuracy_sweep.memory_sweep.fit_regressor(
+        net, train, val, seed, lr, max_epochs, torch.device("cpu"), batch=BATCH, patience=PATIENCE
     )
     return net, stopped
 
