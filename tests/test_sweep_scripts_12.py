@@ -94,3 +94,31 @@ def test_stored_tables_are_what_write_csv_writes(path: Path, tmp_path: Path) -> 
     typed = [{k: as_script_holds(k, v) for k, v in row.items()} for row in rows]
     out = write_csv(typed, tmp_path / path.name, columns)
     assert out.read_bytes() == path.read_bytes()
+
+
+lm_sweep = load_script("lm_sweep", "scripts/12_lm_sweep.py", BOOK)
+
+
+def test_the_transformer_generates_from_its_cache_what_it_computes_from_the_whole_text() -> None:
+    torch.manual_seed(0)
+    model = lm_sweep.TinyTransformer(65, **lm_sweep.TRANSFORMER, context=12).eval()
+    ids = torch.randint(0, 65, (2, 12))
+    with torch.no_grad():
+        whole, _ = model(ids)
+        caches = [lm_sweep.KVCache(12) for _ in model.blocks]
+        first, _ = model(ids[:, :5], caches)  # a prompt, then one character at a time
+        steps = [model(ids[:, t : t + 1], caches, start=t)[0] for t in range(5, 12)]
+    torch.testing.assert_close(torch.cat([first, *steps], 1), whole, atol=1e-5, rtol=1e-5)
+    d, heads = lm_sweep.TRANSFORMER["d_model"], lm_sweep.TRANSFORMER["n_heads"]
+    assert lm_sweep.state_bytes(caches) == 2 * len(caches) * 2 * 12 * d * 4  # k, v; N = 2
+    assert caches[0].kept()[0].shape == (2, heads, 12, d // heads)
+    with pytest.raises(ValueError, match="holds 12 positions; 13 were appended"):
+        model(ids[:, :1], caches, start=11)
+
+
+def test_generation_keeps_the_cache_of_the_context_and_what_it_wrote() -> None:
+    d, layers = lm_sweep.TRANSFORMER["d_model"], lm_sweep.TRANSFORMER["n_layers"]
+    expected = {"transformer": 2 * layers * (40 + 3) * d * 4, "LSTM": 2 * 2 * 64 * 4}
+    for kind in expected:
+        _, _, nbytes = lm_sweep.generation_step_sample(kind, 40, steps=3)
+        assert nbytes == expected[kind]
