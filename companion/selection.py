@@ -12,7 +12,7 @@ the last two steps, so that every sweep of the book runs them the same way:
   (usually: train on a tuning seed, return the best validation loss) and returns the lowest.
 - :func:`at_best` runs a whole sweep that way, in parallel processes
   (`companion.sweep.run_all`): every arm on the tuning seed at every rate, then every compared
-  seed at the rate chosen for its arm.
+  seed at the rate chosen for its arm; :func:`save_at_best` stores what it returns.
 
 The rate is chosen on validation data and on a tuning seed of its own, never on the test data
 or on the seeds whose scores the chapter compares.
@@ -21,18 +21,27 @@ or on the seeds whose scores the chapter compares.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from companion.history import History
-from companion.sweep import run_all
+from companion.sweep import run_all, write_csv
 from companion.train import fit
 
-__all__ = ["STOP_REASONS", "Stopped", "at_best", "choose_learning_rate", "fit_until_plateau"]
+__all__ = [
+    "STOP_REASONS",
+    "Stopped",
+    "at_best",
+    "choose_learning_rate",
+    "fit_until_plateau",
+    "save_at_best",
+]
 
 # Why a run ended: its validation loss stopped improving, it used its whole budget, or its loss
 # (or gradient) was no longer a finite number.
@@ -191,3 +200,34 @@ def at_best(
         chosen,
         {(arm, seed): done[(*arm, seed, chosen[arm])] for arm in arms for seed in seeds},
     )
+
+
+def save_at_best(
+    tuning: dict,
+    results: dict,
+    *,
+    order: Callable[[tuple], Any],
+    columns: Sequence[str],
+    out: Path,
+    out_grid: Path,
+    out_histories: Path,
+    tune_seed: int,
+) -> list[dict[str, Any]]:
+    """Store what :func:`at_best` returned, ``(tuning, _, results)``, in three files.
+
+    ``out``: the compared runs' rows, in the order of ``order`` (a sort key on ``(arm, seed)``);
+    ``out_grid``: the tuning runs' rows (both CSV with ``columns``); ``out_histories``: every
+    run's curves as JSON, keyed ``"arm/seed"`` for a compared run and ``"arm/tune_seed/lr"`` for
+    a tuning run. Returns the compared rows, in the order written.
+    """
+    runs = sorted(results, key=order)
+    rows = [results[run][1] for run in runs]
+    write_csv(rows, out, columns)
+    write_csv([row for _, row in tuning.values()], out_grid, columns)
+    histories = {"/".join(map(str, (*arm, seed))): results[arm, seed][0] for arm, seed in runs}
+    histories |= {
+        "/".join(map(str, (*arm, tune_seed, lr))): curves
+        for (arm, lr), (curves, _) in tuning.items()
+    }
+    Path(out_histories).write_text(json.dumps(histories, indent=0) + "\n")
+    return rows

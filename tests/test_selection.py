@@ -1,11 +1,13 @@
 """fit_until_plateau and choose_learning_rate: stop reasons, restored weights, the choice."""
 
+import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from companion import selection
 from companion.selection import choose_learning_rate, fit_until_plateau
 
 
@@ -106,3 +108,51 @@ def test_at_best_tunes_on_its_own_seed_and_runs_every_seed_at_the_choice():
     assert all(curves["lr"] == 0.01 for curves, _ in results.values())
     with pytest.raises(ValueError, match="tuning seed"):
         at_best([("a",)], _toy_run, grid=[0.01], tune_seed=0, seeds=[0, 1])
+
+
+def test_save_at_best_writes_rows_in_order_the_grid_and_every_history(tmp_path) -> None:
+    arms = [("LSTM", "chrono"), ("GRU", "memory")]
+    tuning = {
+        (arm, lr): ([lr], {"model": arm[0], "seed": 100, "lr": lr})
+        for arm in arms
+        for lr in (0.1, 1)
+    }
+    results = {
+        (arm, seed): ([seed / 10], {"model": arm[0], "seed": seed, "lr": 1})
+        for arm in reversed(arms)
+        for seed in (1, 0)
+    }
+    out, grid, hist = tmp_path / "runs.csv", tmp_path / "grid.csv", tmp_path / "h.json"
+    rows = selection.save_at_best(
+        tuning,
+        results,
+        order=lambda k: (arms.index(k[0]), k[1]),
+        columns=["model", "seed", "lr"],
+        out=out,
+        out_grid=grid,
+        out_histories=hist,
+        tune_seed=100,
+    )
+    assert [(r["model"], r["seed"]) for r in rows] == [
+        ("LSTM", 0),
+        ("LSTM", 1),
+        ("GRU", 0),
+        ("GRU", 1),
+    ]
+    assert out.read_text().splitlines() == [
+        "model,seed,lr",
+        "LSTM,0,1",
+        "LSTM,1,1",
+        "GRU,0,1",
+        "GRU,1,1",
+    ]
+    assert grid.read_text().splitlines()[1:] == [
+        "LSTM,100,0.1",
+        "LSTM,100,1",
+        "GRU,100,0.1",
+        "GRU,100,1",
+    ]
+    histories = json.loads(hist.read_text())
+    assert list(histories)[:4] == ["LSTM/chrono/0", "LSTM/chrono/1", "GRU/memory/0", "GRU/memory/1"]
+    assert histories["GRU/memory/1"] == [0.1] and histories["LSTM/chrono/100/0.1"] == [0.1]
+    assert len(histories) == 8

@@ -35,7 +35,6 @@ validation loss and validation accuracy_hs of every epoch ({"cell/init/length/se
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -46,8 +45,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from companion import seed_everything, selection
 from companion.data import adding_problem
 from companion.init import chrono_init, identity_init
-from companion.selection import fit_until_plateau
-from companion.sweep import write_csv
+from companion.selection import fit_until_plateau, save_at_best
 from companion.train import evaluate
 
 # The settings of the chapter (the notebook imports them from here).
@@ -270,16 +268,19 @@ def main():
         return
     arms = [(c, i, n) for n in LENGTHS for c in CELLS for i in INITS]
     grid, chosen, results = at_best(arms, run_one, args.jobs, describe)
-    runs = sorted(results, key=lambda k: (k[0][2], list(CELLS).index(k[0][0]), k[0][1], k[1]))
-    rows = [results[run][1] for run in runs]
+    rows = save_at_best(
+        grid,
+        results,
+        order=lambda k: (k[0][2], list(CELLS).index(k[0][0]), k[0][1], k[1]),
+        columns=COLUMNS,
+        out=OUT,
+        out_grid=OUT_GRID,
+        out_histories=OUT_HISTORIES,
+        tune_seed=TUNE_SEED,
+    )
     cpu = sum(float(r["cpu_seconds"]) for r in rows + [v[1] for v in grid.values()])
     print(f"{len(rows)} runs and {len(grid)} tuning runs, {cpu:.0f} s of CPU time")
-    write_csv(rows, OUT, COLUMNS)
-    write_csv([row for _, row in grid.values()], OUT_GRID, COLUMNS)
-    histories = {"/".join(map(str, (*arm, seed))): results[(arm, seed)][0] for arm, seed in runs}
-    histories |= {"/".join(map(str, (*arm, TUNE_SEED, lr))): v[0] for (arm, lr), v in grid.items()}
-    OUT_HISTORIES.write_text(json.dumps(histories, indent=0) + "\n")
-    print(f"wrote {len(histories)} histories to {OUT_HISTORIES}")
+    print(f"wrote {len(rows) + len(grid)} histories to {OUT_HISTORIES}")
 
 
 if __name__ == "__main__":

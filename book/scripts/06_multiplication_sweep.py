@@ -32,7 +32,6 @@ tuning runs).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ from torch import nn
 from companion import seed_everything
 from companion.book import load_script
 from companion.data import multiplication_problem
-from companion.sweep import write_csv
+from companion.selection import save_at_best
 from companion.train import evaluate
 
 HERE = Path(__file__).resolve().parent
@@ -167,19 +166,19 @@ def main():
         print(f"GRU memory seed 0, 2 epochs: val MSE {stopped.best_val_loss:.4g}")
         return
     grid, chosen, results = memory_sweep.at_best(ARMS, run_one, args.jobs, describe)
-    runs = sorted(results, key=lambda k: (ARMS.index(k[0]), k[1]))
-    rows = [results[run][1] for run in runs]
+    rows = save_at_best(
+        grid,
+        results,
+        order=lambda k: (ARMS.index(k[0]), k[1]),
+        columns=COLUMNS,
+        out=OUT,
+        out_grid=OUT_GRID,
+        out_histories=OUT_HISTORIES,
+        tune_seed=memory_sweep.TUNE_SEED,
+    )
     cpu = sum(float(r["cpu_seconds"]) for r in rows + [v[1] for v in grid.values()])
     print(f"{len(rows)} runs and {len(grid)} tuning runs, {cpu:.0f} s of CPU time")
-    write_csv(rows, OUT, COLUMNS)
-    write_csv([row for _, row in grid.values()], OUT_GRID, COLUMNS)
-    histories = {"/".join(map(str, (*arm, seed))): results[(arm, seed)][0] for arm, seed in runs}
-    histories |= {
-        "/".join(map(str, (*arm, memory_sweep.TUNE_SEED, lr))): v[0]
-        for (arm, lr), v in grid.items()
-    }
-    OUT_HISTORIES.write_text(json.dumps(histories, indent=0) + "\n")
-    print(f"wrote {len(histories)} histories to {OUT_HISTORIES}")
+    print(f"wrote {len(rows) + len(grid)} histories to {OUT_HISTORIES}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ Outputs: ``book/data/12_accuracy_sweep.csv`` (one row per compared run, COLUMNS)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -54,8 +53,7 @@ from companion import seed_everything
 from companion.book import load_script
 from companion.data import adding_problem, multiplication_problem
 from companion.init import chrono_init, set_gate_bias
-from companion.selection import at_best
-from companion.sweep import write_csv
+from companion.selection import at_best, save_at_best
 
 # Chapter 6's network and tolerance score (its file name starts with a digit, so no plain import;
 # the chapter loads that script first, and a script run on its own loads it here).
@@ -272,14 +270,17 @@ def main() -> None:
         jobs=args.jobs,
         describe=describe,
     )
-    runs = sorted(results, key=lambda k: (ARMS.index(k[0]), k[1]))
-    rows = [results[run][1] for run in runs]
+    rows = save_at_best(
+        grid,
+        results,
+        order=lambda k: (ARMS.index(k[0]), k[1]),
+        columns=COLUMNS,
+        out=OUT,
+        out_grid=OUT_GRID,
+        out_histories=OUT_HISTORIES,
+        tune_seed=TUNE_SEED,
+    )
     print(f"{len(rows)} runs and {len(grid)} tuning runs; rates chosen: {chosen}")
-    write_csv(rows, OUT, COLUMNS)
-    write_csv([row for _, row in grid.values()], OUT_GRID, COLUMNS)
-    histories = {"/".join(map(str, (*arm, seed))): results[(arm, seed)][0] for arm, seed in runs}
-    histories |= {"/".join(map(str, (*arm, TUNE_SEED, lr))): v[0] for (arm, lr), v in grid.items()}
-    OUT_HISTORIES.write_text(json.dumps(histories, indent=0) + "\n")
 
 
 if __name__ == "__main__":

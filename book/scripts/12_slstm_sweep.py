@@ -27,7 +27,6 @@ Outputs: ``book/data/12_slstm_sweep.csv`` (COLUMNS, one row per compared run),
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,8 +38,7 @@ from companion import models as cm
 from companion import seed_everything
 from companion.book import load_script
 from companion.init import chrono_init, set_gate_bias
-from companion.selection import at_best
-from companion.sweep import write_csv
+from companion.selection import at_best, save_at_best
 
 # The training loop of chapter 12's sweeps lives in the accuracy sweep, chapter 6's network in the
 # script that one loads; the notebook loads them first, and a script run on its own loads them here.
@@ -160,13 +158,17 @@ def main() -> None:
         jobs=args.jobs,
         describe=describe,
     )
-    runs = sorted(results, key=lambda k: (ARMS.index(k[0]), k[1]))
     print(f"rates chosen: {chosen}")
-    write_csv([results[run][1] for run in runs], OUT, COLUMNS)
-    write_csv([row for _, row in grid.values()], OUT_GRID, COLUMNS)
-    histories = {"/".join(map(str, (*arm, seed))): results[(arm, seed)][0] for arm, seed in runs}
-    histories |= {"/".join(map(str, (*arm, TUNE_SEED, lr))): v[0] for (arm, lr), v in grid.items()}
-    OUT_HISTORIES.write_text(json.dumps(histories, indent=0) + "\n")
+    save_at_best(
+        grid,
+        results,
+        order=lambda k: (ARMS.index(k[0]), k[1]),
+        columns=COLUMNS,
+        out=OUT,
+        out_grid=OUT_GRID,
+        out_histories=OUT_HISTORIES,
+        tune_seed=TUNE_SEED,
+    )
 
 
 if __name__ == "__main__":
