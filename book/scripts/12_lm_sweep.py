@@ -31,7 +31,7 @@ run had its core to itself.
     OMP_NUM_THREADS=1 .venv/bin/python book/scripts/12_lm_sweep.py --generation --tiny --out g.json
 
 About 130 CPU-minutes for the curves (65 minutes with two jobs on two cores). Outputs:
-``book/data/12_lm_curves.csv`` and ``12_lm_lr_grid.csv`` (model, seed, lr, params, step,
+``book/data/12_lm_curves.csv`` and ``12_lm_lr_grid.csv`` (model, seed, init, lr, params, step,
 cpu_seconds, val_nats, stop: every recorded point of the compared and the tuning runs) and
 ``book/data/12_generation_cpu.json``.
 """
